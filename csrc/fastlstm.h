@@ -1,0 +1,133 @@
+/*
+ * fastlstm.h -- the public C interface of the fastlstm kernels.
+ *
+ * Plain C99, no Python. Every entry point runs a whole sequence (all T steps)
+ * of one recurrent cell, forward or backward through time, and returns a
+ * status code (FL_OK on success). Nothing here prints, exits or keeps global
+ * mutable state: two threads may call the kernels at once on different
+ * output buffers.
+ *
+ * Layout conventions (all arrays are dense, C-contiguous, row-major, and of the
+ * element type named by `dtype`):
+ *   T  time steps, B  batch, I  input features, H  hidden features,
+ *   G  gates per cell (LSTM 4, GRU 3, RNN 1); gate blocks are stacked as in
+ *      PyTorch (LSTM i,f,g,o; GRU r,z,n).
+ *   x      (T, B, I)     time-major input
+ *   w_ih   (G*H, I)      input weights;  w_hh (G*H, H) recurrent weights
+ *   b_ih, b_hh (G*H)     biases, or NULL for "no bias"
+ *   h0, c0 (B, H)        initial states, or NULL for zeros (c0: LSTM only)
+ *   lengths (B)          int64 valid lengths in [0, T], or NULL (all T).
+ *                        Semantics of PyTorch's PackedSequence: y is zero at
+ *                        steps t >= lengths[b] and the state of b stops there.
+ *   reverse              0: steps 0..len-1; 1: steps len-1..0 (the reverse
+ *                        half of a bidirectional layer).
+ *
+ * Ownership: the caller owns every buffer; the kernels allocate their own
+ * scratch with malloc (never inside the time loop) and free it before return.
+ * Inputs are never written. Outputs must not alias inputs or each other.
+ */
+#ifndef FASTLSTM_H
+#define FASTLSTM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes. */
+enum {
+    FL_OK = 0,
+    FL_ERR_NOMEM = 1,      /* malloc failed                                   */
+    FL_ERR_ARG = 2,        /* inconsistent sizes, NULL where data is required */
+    FL_ERR_TOO_LARGE = 3,  /* a matrix dimension does not fit the BLAS int    */
+    FL_ERR_LENGTHS = 4,    /* a length outside [0, T]                         */
+    FL_ERR_DTYPE = 5,      /* unknown dtype code                              */
+    FL_ERR_CELL = 6        /* unknown cell or nonlinearity code               */
+};
+
+/* Element type codes. */
+enum { FL_FLOAT32 = 0, FL_FLOAT64 = 1 };
+
+/* Cell codes. */
+enum { FL_LSTM = 0, FL_GRU = 1, FL_RNN_TANH = 2, FL_RNN_RELU = 3 };
+
+/* Fortran-interface GEMM, as exported by every BLAS (and by
+ * scipy.linalg.cython_blas): column-major, all arguments by pointer. */
+typedef void (*fl_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                            float *alpha, float *a, int *lda, float *b, int *ldb,
+                            float *beta, float *c, int *ldc);
+typedef void (*fl_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                            double *alpha, double *a, int *lda, double *b, int *ldb,
+                            double *beta, double *c, int *ldc);
+
+/* The BLAS the kernels call. A NULL member (or a NULL fl_blas pointer) selects
+ * the built-in plain C GEMM, which is slow and meant for debugging only. */
+typedef struct {
+    fl_sgemm_fn sgemm;
+    fl_dgemm_fn dgemm;
+} fl_blas;
+
+/* Number of gates G, and of extra (T*B, n*H) rows saved for backward. */
+int fl_cell_gates(int cell);
+int fl_cell_extra(int cell);
+
+/*
+ * Forward through time.
+ *
+ * In:  dtype, cell, T, B, I, H, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths,
+ *      reverse (see above).
+ * Out (caller-allocated, written completely):
+ *   y    (T, B, H)   hidden state at each step, zero at padded steps
+ *   h_n  (B, H)      state after each sequence's last valid step
+ *   c_n  (B, H)      LSTM cell state likewise; ignored (may be NULL) otherwise
+ * Training workspace (all three NULL for inference, or all non-NULL):
+ *   gates (T, B, G*H)   post-activation gates at each valid step
+ *   hprev (T, B, H)     the state each valid step started from
+ *   extra (T, B, E*H)   E = fl_cell_extra(cell); per cell:
+ *                       LSTM  [c_prev | tanh(c)],  GRU  [W_hn h + b_hn],
+ *                       RNN   nothing (E = 0, may be NULL)
+ *   Entries at padded steps are zero. The workspace is what fl_backward reads.
+ */
+typedef struct {
+    int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */
+    const void *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
+    const int64_t *lengths;
+    void *y, *h_n, *c_n;
+    void *gates, *hprev, *extra;
+} fl_forward_args;
+
+int fl_forward(const fl_forward_args *a, const fl_blas *blas);
+
+/*
+ * Backward through time, from the workspace of a training-mode fl_forward run
+ * with the same dtype, cell, sizes, x, w_ih, w_hh, lengths and reverse.
+ *
+ * In:  dy (T, B, H), dh_n (B, H), dc_n (B, H; LSTM): upstream gradients, each
+ *      may be NULL for zeros. dy at padded steps is ignored.
+ * Out (caller-allocated, written completely):
+ *   dx (T, B, I)   zero at padded steps
+ *   dh0 (B, H), dc0 (B, H; LSTM only, else may be NULL)
+ *   dw_ih (G*H, I), dw_hh (G*H, H)
+ *   db_ih, db_hh (G*H)   may both be NULL when the forward had no bias
+ */
+typedef struct {
+    int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */
+    const void *x, *w_ih, *w_hh;
+    const int64_t *lengths;
+    const void *gates, *hprev, *extra;
+    const void *dy, *dh_n, *dc_n;
+    void *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh;
+} fl_backward_args;
+
+int fl_backward(const fl_backward_args *a, const fl_blas *blas);
+
+/* The kernels' own activations applied to n values (in and out may alias);
+ * for testing their accuracy. */
+enum { FL_ACT_SIGMOID = 0, FL_ACT_TANH = 1 };
+int fl_activation(int dtype, int kind, int64_t n, const void *in, void *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTLSTM_H */

@@ -1,0 +1,64 @@
+/*
+ * fl_blas.c -- the one place where row-major GEMM calls meet the column-major
+ * Fortran BLAS interface, plus a plain C GEMM used when no BLAS is given.
+ *
+ * A row-major matrix is the column-major matrix of its transpose, so
+ *   C = op(A) op(B)  (row-major)   <=>   C^T = op(B)^T op(A)^T  (column-major)
+ * and the Fortran call swaps the operands and M with N; the transpose flags
+ * keep their meaning.
+ */
+#ifndef FL_REAL
+#define FL_TEMPLATE_FILE "fl_blas.c"
+#include "fl_template.h"
+#else
+#include "fl_kernel.h"
+
+/* Plain triple loop; C (M x N) row-major. Debugging fallback only. */
+static void FL_NAME(plain_gemm)(int trans_a, int trans_b, int M, int N, int K,
+                                FL_REAL alpha, const FL_REAL *A, int lda,
+                                const FL_REAL *B, int ldb, FL_REAL beta,
+                                FL_REAL *C, int ldc)
+{
+    for (int m = 0; m < M; m++) {
+        FL_REAL *crow = C + (size_t)m * ldc;
+        for (int n = 0; n < N; n++) {
+            FL_REAL acc = 0;
+            for (int k = 0; k < K; k++) {
+                FL_REAL av = trans_a ? A[(size_t)k * lda + m] : A[(size_t)m * lda + k];
+                FL_REAL bv = trans_b ? B[(size_t)n * ldb + k] : B[(size_t)k * ldb + n];
+                acc += av * bv;
+            }
+            crow[n] = alpha * acc + (beta == 0 ? (FL_REAL)0 : beta * crow[n]);
+        }
+    }
+}
+
+void FL_NAME(fl_gemm)(const fl_blas *blas, int trans_a, int trans_b,
+                      int M, int N, int K, FL_REAL alpha,
+                      const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
+                      FL_REAL beta, FL_REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {  /* C = beta * C; BLAS would do the same, but lda may be 0 */
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++)
+                C[(size_t)m * ldc + n] = beta == 0 ? (FL_REAL)0 : beta * C[(size_t)m * ldc + n];
+        return;
+    }
+#if FL_IS_FLOAT
+    fl_sgemm_fn fn = blas ? blas->sgemm : NULL;
+#else
+    fl_dgemm_fn fn = blas ? blas->dgemm : NULL;
+#endif
+    if (!fn) {
+        FL_NAME(plain_gemm)(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+    int m = N, n = M, k = K, la = ldb, lb = lda, lc = ldc;
+    /* BLAS takes non-const pointers but does not write A or B */
+    fn(&tb, &ta, &m, &n, &k, &alpha, (FL_REAL *)B, &la, (FL_REAL *)A, &lb, &beta, C, &lc);
+}
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * lstm.c -- the LSTM cell's pointwise math, forward and backward.
+ *
+ * Gate pre-activations (PyTorch's layout, blocks of H in the order i, f, g, o):
+ *   a = x W_ih^T + b_ih + h W_hh^T + b_hh
+ *   i = sigmoid(a_i)  f = sigmoid(a_f)  g = tanh(a_g)  o = sigmoid(a_o)
+ *   c' = f c + i g    h' = o tanh(c')
+ * Saved for backward: gates [i f g o] and extra [c | tanh(c')], c being the
+ * cell state the step started from.
+ * The time loop and all GEMMs live in seq.c; argument meanings in fl_kernel.h.
+ */
+#ifndef FL_REAL
+#define FL_TEMPLATE_FILE "lstm.c"
+#include "fl_template.h"
+#else
+#include "fl_kernel.h"
+
+static void FL_NAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
+{
+    for (int j = 0; j < H; j++) {
+        FL_REAL i = FL_NAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
+        FL_REAL f = FL_NAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
+        FL_REAL g = FL_NAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + hr[2 * H + j] + b_hh[2 * H + j]);
+        FL_REAL o = FL_NAME(fl_sigmoid)(xp[3 * H + j] + b_ih[3 * H + j] + hr[3 * H + j] + b_hh[3 * H + j]);
+        FL_REAL c_prev = c[j];
+        FL_REAL c_new = f * c_prev + i * g;
+        FL_REAL tc = FL_NAME(fl_tanh)(c_new);
+        FL_REAL h_new = o * tc;
+        c[j] = c_new;
+        h[j] = h_new;
+        y[j] = h_new;
+        /* gates replace xp in place: column j of xp was read above */
+        xp[j] = i;
+        xp[H + j] = f;
+        xp[2 * H + j] = g;
+        xp[3 * H + j] = o;
+        extra[j] = c_prev;
+        extra[H + j] = tc;
+    }
+}
+
+static void FL_NAME(lstm_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
+{
+    (void)hprev;
+    for (int j = 0; j < H; j++) {
+        FL_REAL i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
+        FL_REAL c_prev = extra[j], tc = extra[H + j];
+        FL_REAL d_h = dh[j];
+        FL_REAL d_c = dc[j] + d_h * o * ((FL_REAL)1 - tc * tc);
+        FL_REAL a_i = d_c * g * i * ((FL_REAL)1 - i);
+        FL_REAL a_f = d_c * c_prev * f * ((FL_REAL)1 - f);
+        FL_REAL a_g = d_c * i * ((FL_REAL)1 - g * g);
+        FL_REAL a_o = d_h * tc * o * ((FL_REAL)1 - o);
+        dc[j] = d_c * f;
+        dgx[j] = a_i;
+        dgx[H + j] = a_f;
+        dgx[2 * H + j] = a_g;
+        dgx[3 * H + j] = a_o;
+        dgh[j] = a_i;
+        dgh[H + j] = a_f;
+        dgh[2 * H + j] = a_g;
+        dgh[3 * H + j] = a_o;
+    }
+}
+
+const FL_NAME(fl_cell) FL_NAME(fl_lstm_cell) = {
+    4, 2, 1, 0, 0, FL_NAME(lstm_fwd_row), FL_NAME(lstm_bwd_row)
+};
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * seq.c -- the time loop shared by every cell, forward and backward.
+ *
+ * Forward:
+ *   1. one GEMM projects the inputs of all T steps: XP = X W_ih^T;
+ *   2. per step, one GEMM over the still-active rows: R = H_{t-1} W_hh^T,
+ *      then the cell's fused pointwise pass (bias, activations, state update).
+ * Backward:
+ *   per step (in reverse processing order) the cell's pointwise gradient and
+ *   one GEMM carrying dh back through W_hh; dx, dW_ih, dW_hh and the bias
+ *   gradients are whole-sequence GEMMs and column sums after the loop.
+ *
+ * Ragged batches: rows are visited in order of decreasing length (a stable
+ * counting sort), so the rows active at processing step s are always a
+ * prefix 0..nact-1 of the sorted order and the per-step GEMM only covers them.
+ * The state buffers hs/cs (and dh/dc) live in that sorted order; everything
+ * indexed by (t, b) -- x, y, the saved workspace -- keeps the caller's layout.
+ * In reverse mode row b processes time positions lengths[b]-1 down to 0.
+ *
+ * No allocation happens inside the time loop.
+ */
+#ifndef FL_REAL
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fastlstm.h"
+
+int fl_cell_gates(int cell)
+{
+    switch (cell) {
+    case FL_LSTM: return 4;
+    case FL_GRU: return 3;
+    case FL_RNN_TANH: case FL_RNN_RELU: return 1;
+    default: return 0;
+    }
+}
+
+int fl_cell_extra(int cell)
+{
+    switch (cell) {
+    case FL_LSTM: return 2;
+    case FL_GRU: return 1;
+    default: return 0;
+    }
+}
+
+/* Sizes valid, and every GEMM dimension and leading dimension fits an int. */
+static int fl_check_sizes(int cell, int T, int B, int I, int H)
+{
+    int G = fl_cell_gates(cell);
+    if (G == 0)
+        return FL_ERR_CELL;
+    if (T < 0 || B < 0 || I < 1 || H < 1)
+        return FL_ERR_ARG;
+    if ((long long)T * B > INT_MAX || (long long)G * H > INT_MAX)
+        return FL_ERR_TOO_LARGE;
+    return FL_OK;
+}
+
+/* Stable sort of the batch rows by decreasing length (counting sort), giving
+ * perm[j] = original row at sorted position j and len[j] = its length.
+ * lengths NULL means every row has length T. */
+static int fl_sort_rows(const int64_t *lengths, int T, int B, int *perm, int *len)
+{
+    if (!lengths) {
+        for (int j = 0; j < B; j++) {
+            perm[j] = j;
+            len[j] = T;
+        }
+        return FL_OK;
+    }
+    int *count = calloc((size_t)T + 2, sizeof(int));
+    if (!count)
+        return FL_ERR_NOMEM;
+    for (int b = 0; b < B; b++) {
+        if (lengths[b] < 0 || lengths[b] > T) {
+            free(count);
+            return FL_ERR_LENGTHS;
+        }
+        count[T - lengths[b]]++;  /* bucket 0 holds the longest */
+    }
+    int start = 0;
+    for (int k = 0; k <= T; k++) {
+        int n = count[k];
+        count[k] = start;
+        start += n;
+    }
+    for (int b = 0; b < B; b++) {
+        int pos = count[T - lengths[b]]++;
+        perm[pos] = b;
+        len[pos] = (int)lengths[b];
+    }
+    free(count);
+    return FL_OK;
+}
+
+#define FL_TEMPLATE_FILE "seq.c"
+#include "fl_template.h"
+
+int fl_forward(const fl_forward_args *a, const fl_blas *blas)
+{
+    if (!a)
+        return FL_ERR_ARG;
+    int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
+    if (st != FL_OK)
+        return st;
+    if (a->dtype == FL_FLOAT32)
+        return forward_f32(a, blas);
+    if (a->dtype == FL_FLOAT64)
+        return forward_f64(a, blas);
+    return FL_ERR_DTYPE;
+}
+
+int fl_backward(const fl_backward_args *a, const fl_blas *blas)
+{
+    if (!a)
+        return FL_ERR_ARG;
+    int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
+    if (st != FL_OK)
+        return st;
+    if (a->dtype == FL_FLOAT32)
+        return backward_f32(a, blas);
+    if (a->dtype == FL_FLOAT64)
+        return backward_f64(a, blas);
+    return FL_ERR_DTYPE;
+}
+
+#else /* ---------------- templated body ---------------- */
+#include "fl_kernel.h"
+
+static const FL_NAME(fl_cell) *FL_NAME(pick_cell)(int cell)
+{
+    switch (cell) {
+    case FL_LSTM: return &FL_NAME(fl_lstm_cell);
+    case FL_GRU: return &FL_NAME(fl_gru_cell);
+    case FL_RNN_TANH: return &FL_NAME(fl_rnn_tanh_cell);
+    case FL_RNN_RELU: return &FL_NAME(fl_rnn_relu_cell);
+    default: return NULL;
+    }
+}
+
+/* dst[perm[j]] = src[j] (unsort == 1) or dst[j] = src[perm[j]] (unsort == 0)
+ * for B rows of H; src NULL means zeros. */
+static void FL_NAME(permute_rows)(FL_REAL *dst, const FL_REAL *src, const int *perm,
+                                  int B, int H, int unsort)
+{
+    for (int j = 0; j < B; j++) {
+        FL_REAL *d = dst + (size_t)(unsort ? perm[j] : j) * H;
+        if (!src)
+            memset(d, 0, sizeof(FL_REAL) * (size_t)H);
+        else
+            memcpy(d, src + (size_t)(unsort ? j : perm[j]) * H, sizeof(FL_REAL) * (size_t)H);
+    }
+}
+
+static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
+{
+    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell);
+    const int T = a->T, B = a->B, I = a->n_in, H = a->H;
+    const int G = cell->gates, GH = G * H, EH = cell->extra * H;
+    const int training = a->gates != NULL;
+    const FL_REAL *x = a->x, *w_ih = a->w_ih, *w_hh = a->w_hh;
+    FL_REAL *y = a->y, *h_n = a->h_n, *c_n = cell->has_c ? (FL_REAL *)a->c_n : NULL;
+    FL_REAL *hprev = a->hprev, *extra = a->extra;
+
+    if (!x || !w_ih || !w_hh || !y || !h_n || (cell->has_c && !c_n) ||
+        (training && (!hprev || (EH && !extra))))
+        return FL_ERR_ARG;
+
+    /* scratch: [XP, ex (inference only) | R | hs | cs | zero bias], ints: perm, len */
+    size_t n_xp = training ? 0 : (size_t)T * B * GH + (size_t)B * EH;
+    size_t n_r = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
+    size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + n_h + n_c + n_zero + 1));
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
+    if (!buf || !ibuf) {
+        free(buf);
+        free(ibuf);
+        return FL_ERR_NOMEM;
+    }
+    FL_REAL *xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
+    FL_REAL *ex = training ? NULL : buf + (size_t)T * B * GH;  /* per-step extra, discarded */
+    FL_REAL *r = buf + n_xp, *hs = r + n_r, *cs = cell->has_c ? hs + n_h : NULL;
+    FL_REAL *zero = hs + n_h + n_c;
+    int *perm = ibuf, *len = ibuf + B;
+    if (n_zero)
+        memset(zero, 0, sizeof(FL_REAL) * n_zero);
+    const FL_REAL *b_ih = a->b_ih ? (const FL_REAL *)a->b_ih : zero;
+    const FL_REAL *b_hh = a->b_hh ? (const FL_REAL *)a->b_hh : zero;
+
+    int st = fl_sort_rows(a->lengths, T, B, perm, len);
+    if (st != FL_OK)
+        goto done;
+
+    if (a->lengths) {  /* padded steps: y is zero, hprev must be finite (read by dW_hh) */
+        memset(y, 0, sizeof(FL_REAL) * (size_t)T * B * H);
+        if (training)
+            memset(hprev, 0, sizeof(FL_REAL) * (size_t)T * B * H);
+    }
+
+    /* 1. input projection of every step at once */
+    FL_NAME(fl_gemm)(blas, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, xp, GH);
+
+    FL_NAME(permute_rows)(hs, a->h0, perm, B, H, 0);
+    if (cs)
+        FL_NAME(permute_rows)(cs, a->c0, perm, B, H, 0);
+
+    /* 2. the time loop */
+    int nact = B;
+    for (int s = 0; s < T; s++) {
+        while (nact > 0 && len[nact - 1] <= s)
+            nact--;
+        if (nact == 0)
+            break;
+        FL_NAME(fl_gemm)(blas, 0, 1, nact, GH, H, 1, hs, H, w_hh, H, 0, r, GH);
+        for (int j = 0; j < nact; j++) {
+            int t = a->reverse ? len[j] - 1 - s : s;
+            size_t row = (size_t)t * B + perm[j];
+            if (training)
+                memcpy(hprev + row * H, hs + (size_t)j * H, sizeof(FL_REAL) * (size_t)H);
+            cell->fwd(H, xp + row * GH, r + (size_t)j * GH, b_ih, b_hh,
+                      hs + (size_t)j * H, cs ? cs + (size_t)j * H : NULL, y + row * H,
+                      EH ? (training ? extra + row * EH : ex + (size_t)j * EH) : NULL);
+        }
+    }
+
+    FL_NAME(permute_rows)(h_n, hs, perm, B, H, 1);
+    if (cs)
+        FL_NAME(permute_rows)(c_n, cs, perm, B, H, 1);
+done:
+    free(buf);
+    free(ibuf);
+    return st;
+}
+
+/* out[k] = sum over rows of m (rows x cols), k < cols */
+static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols)
+{
+    memset(out, 0, sizeof(FL_REAL) * (size_t)cols);
+    for (size_t i = 0; i < rows; i++) {
+        const FL_REAL *row = m + i * cols;
+        for (int k = 0; k < cols; k++)
+            out[k] += row[k];
+    }
+}
+
+static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
+{
+    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell);
+    const int T = a->T, B = a->B, I = a->n_in, H = a->H;
+    const int G = cell->gates, GH = G * H, EH = cell->extra * H;
+    const FL_REAL *x = a->x, *w_ih = a->w_ih, *w_hh = a->w_hh;
+    const FL_REAL *gates = a->gates, *hprev = a->hprev, *extra = a->extra;
+    const FL_REAL *dy = a->dy;
+    FL_REAL *dc0 = cell->has_c ? (FL_REAL *)a->dc0 : NULL;
+
+    if (!x || !w_ih || !w_hh || !gates || !hprev || (EH && !extra) || !a->dx ||
+        !a->dh0 || (cell->has_c && !dc0) || !a->dw_ih || !a->dw_hh ||
+        (!a->db_ih != !a->db_hh))
+        return FL_ERR_ARG;
+
+    /* scratch: [dgx (T*B x GH) | dgh full (GRU) | dgh step | dh | dc] */
+    size_t n_full = (size_t)T * B * GH, n_split = cell->split_dgh ? n_full : 0;
+    size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + n_step + n_h + n_c + 1));
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
+    if (!buf || !ibuf) {
+        free(buf);
+        free(ibuf);
+        return FL_ERR_NOMEM;
+    }
+    FL_REAL *dgx = buf, *dgh_full = cell->split_dgh ? buf + n_full : buf;
+    FL_REAL *dgh = buf + n_full + n_split, *dh = dgh + n_step;
+    FL_REAL *dc = cell->has_c ? dh + n_h : NULL;
+    int *perm = ibuf, *len = ibuf + B;
+
+    int st = fl_sort_rows(a->lengths, T, B, perm, len);
+    if (st != FL_OK)
+        goto done;
+    if (a->lengths)  /* padded steps contribute nothing to the GEMMs below */
+        memset(buf, 0, sizeof(FL_REAL) * (n_full + n_split));
+
+    FL_NAME(permute_rows)(dh, a->dh_n, perm, B, H, 0);
+    if (dc)
+        FL_NAME(permute_rows)(dc, a->dc_n, perm, B, H, 0);
+
+    int nact = 0;
+    for (int s = T - 1; s >= 0; s--) {
+        while (nact < B && len[nact] > s)
+            nact++;
+        if (nact == 0)
+            continue;
+        for (int j = 0; j < nact; j++) {
+            int t = a->reverse ? len[j] - 1 - s : s;
+            size_t row = (size_t)t * B + perm[j];
+            FL_REAL *dhj = dh + (size_t)j * H;
+            if (dy) {
+                const FL_REAL *dyr = dy + row * H;
+                for (int k = 0; k < H; k++)
+                    dhj[k] += dyr[k];
+            }
+            cell->bwd(H, gates + row * GH, EH ? extra + row * EH : NULL, hprev + row * H,
+                      dhj, dc ? dc + (size_t)j * H : NULL, dgx + row * GH,
+                      dgh + (size_t)j * GH);
+            if (cell->split_dgh)
+                memcpy(dgh_full + row * GH, dgh + (size_t)j * GH, sizeof(FL_REAL) * (size_t)GH);
+        }
+        /* dh_{t-1} = (direct part, if any) + dgh W_hh */
+        FL_NAME(fl_gemm)(blas, 0, 0, nact, H, GH, 1, dgh, GH, w_hh, H,
+                         cell->has_direct ? 1 : 0, dh, H);
+    }
+
+    FL_NAME(permute_rows)(a->dh0, dh, perm, B, H, 1);
+    if (dc)
+        FL_NAME(permute_rows)(dc0, dc, perm, B, H, 1);
+
+    /* whole-sequence products */
+    int TB = T * B;
+    FL_NAME(fl_gemm)(blas, 0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, a->dx, I);
+    FL_NAME(fl_gemm)(blas, 1, 0, GH, I, TB, 1, dgx, GH, x, I, 0, a->dw_ih, I);
+    FL_NAME(fl_gemm)(blas, 1, 0, GH, H, TB, 1, dgh_full, GH, hprev, H, 0, a->dw_hh, H);
+    if (a->db_ih) {
+        FL_NAME(col_sums)(a->db_ih, dgx, (size_t)TB, GH);
+        FL_NAME(col_sums)(a->db_hh, dgh_full, (size_t)TB, GH);
+    }
+done:
+    free(buf);
+    free(ibuf);
+    return st;
+}
+
+#endif

@@ -1,0 +1,43 @@
+"""The fast path: the public kernel functions backed by the C kernels."""
+
+import numpy as np
+
+from . import _api, _core
+
+
+def _c(a):
+    """C-contiguous version of a (None stays None); copies only when needed."""
+    return None if a is None else np.ascontiguousarray(a)
+
+
+def _code(args):
+    return "rnn_" + args.nonlinearity if args.cell == "rnn" else args.cell
+
+
+class _Fast:
+    @staticmethod
+    def forward(args, training):
+        args = args._replace(x=_c(args.x), w_ih=_c(args.w_ih), w_hh=_c(args.w_hh),
+                             b_ih=_c(args.b_ih), b_hh=_c(args.b_hh), h0=_c(args.h0),
+                             c0=_c(args.c0))
+        y, h_n, c_n, ws = _core.forward(_code(args), args.x, args.w_ih, args.w_hh, args.b_ih,
+                                        args.b_hh, args.h0, args.c0, args.lengths,
+                                        args.reverse, training)
+        return y, h_n, c_n, (args, ws)
+
+    @staticmethod
+    def backward(args, saved, dy, dh_n, dc_n):
+        args, ws = saved  # the contiguous arrays the forward ran on
+        return _core.backward(_code(args), args.x, args.w_ih, args.w_hh, args.lengths,
+                              args.reverse, ws, _c(dy), _c(dh_n), _c(dc_n),
+                              args.b_ih is not None)
+
+
+_funcs = _api.make_api("fast", _Fast, "fastlstm")
+lstm_forward = _funcs["lstm_forward"]
+lstm_backward = _funcs["lstm_backward"]
+gru_forward = _funcs["gru_forward"]
+gru_backward = _funcs["gru_backward"]
+rnn_forward = _funcs["rnn_forward"]
+rnn_backward = _funcs["rnn_backward"]
+del _funcs

@@ -1,0 +1,25 @@
+"""The `fastlstm` command."""
+
+import argparse
+import sys
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastlstm", description="Fast CPU LSTM, GRU and RNN kernels.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("selfcheck", help="check the C kernels against the NumPy reference and time both")
+    p.add_argument("--T", type=int, default=50)
+    p.add_argument("--B", type=int, default=16)
+    p.add_argument("--I", type=int, default=64)
+    p.add_argument("--H", type=int, default=128)
+    args = parser.parse_args(argv)
+    if args.command == "selfcheck":
+        from . import selfcheck
+        if min(args.T, args.B, args.I, args.H) < 1:
+            parser.error("sizes must be positive")
+        return selfcheck.main(args.T, args.B, args.I, args.H)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
