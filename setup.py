@@ -12,7 +12,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 SOURCES = ["fastlstm/_core.pyx"] + [
-    os.path.join("csrc", f) for f in ("seq.c", "lstm.c", "gru.c", "rnn.c", "act.c", "fl_blas.c")
+    os.path.join("csrc", f) for f in ("seq.c", "lstm.c", "gru.c", "rnn.c", "act.c", "fl_blas.c", "fl_small.c")
 ]
 
 if sys.platform == "win32":
@@ -21,7 +21,9 @@ else:
     # The pointwise loops must vectorise: -fno-trapping-math lets GCC turn the
     # selects in the activations into blends, and -fno-wrapv undoes Python's
     # -fwrapv, under which GCC cannot treat gate offsets like 2*H + j as affine.
-    cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fno-wrapv"]
+    # -fopenmp-simd honours `#pragma omp simd` (vectorised reductions) without
+    # linking any OpenMP runtime.
+    cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fno-wrapv", "-fopenmp-simd"]
     if os.environ.get("FASTLSTM_NATIVE") == "1":  # opt-in, never the default
         cflags.append("-march=native")
 

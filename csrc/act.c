@@ -22,15 +22,16 @@ int fl_activation(int dtype, int kind, int64_t n, const void *in, void *out)
 
 #else
 #include "fl_kernel.h"
+#include "fl_act.h"
 
 static void FL_NAME(activation)(int kind, int64_t n, const FL_REAL *in, FL_REAL *out)
 {
     if (kind == FL_ACT_SIGMOID)
         for (int64_t k = 0; k < n; k++)
-            out[k] = FL_NAME(fl_sigmoid)(in[k]);
+            out[k] = FL_INAME(fl_sigmoid)(in[k]);
     else
         for (int64_t k = 0; k < n; k++)
-            out[k] = FL_NAME(fl_tanh)(in[k]);
+            out[k] = FL_INAME(fl_tanh)(in[k]);
 }
 
 #endif

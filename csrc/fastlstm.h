@@ -22,6 +22,9 @@
  *   reverse              0: steps 0..len-1; 1: steps len-1..0 (the reverse
  *                        half of a bidirectional layer).
  *
+ * Denormal numbers are flushed to zero inside the kernels (the caller's
+ * floating-point mode is restored on return).
+ *
  * Ownership: the caller owns every buffer; the kernels allocate their own
  * scratch with malloc (never inside the time loop) and free it before return.
  * Inputs are never written. Outputs must not alias inputs or each other.

@@ -13,6 +13,7 @@
 #else
 #include "fl_kernel.h"
 
+
 /* Plain triple loop; C (M x N) row-major. Debugging fallback only. */
 static void FL_NAME(plain_gemm)(int trans_a, int trans_b, int M, int N, int K,
                                 FL_REAL alpha, const FL_REAL *A, int lda,
@@ -33,7 +34,7 @@ static void FL_NAME(plain_gemm)(int trans_a, int trans_b, int M, int N, int K,
     }
 }
 
-void FL_NAME(fl_gemm)(const fl_blas *blas, int trans_a, int trans_b,
+void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
                       FL_REAL beta, FL_REAL *C, int ldc)
@@ -44,6 +45,17 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int trans_a, int trans_b,
         for (int m = 0; m < M; m++)
             for (int n = 0; n < N; n++)
                 C[(size_t)m * ldc + n] = beta == 0 ? (FL_REAL)0 : beta * C[(size_t)m * ldc + n];
+        return;
+    }
+    if (M <= FL_SMALL_M && !trans_a) {
+#if FL_X86_DISPATCH
+        if (isa == FL_ISA_AVX512)
+            FL_NAME_ISA(fl_small_gemm, _avx512)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else if (isa == FL_ISA_AVX2)
+            FL_NAME_ISA(fl_small_gemm, _avx2)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        else
+#endif
+            FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #if FL_IS_FLOAT

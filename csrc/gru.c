@@ -12,18 +12,22 @@
  */
 #ifndef FL_REAL
 #define FL_TEMPLATE_FILE "gru.c"
+#define FL_TEMPLATE_ISA
 #include "fl_template.h"
 #else
 #include "fl_kernel.h"
+#include "fl_act.h"
 
-static void FL_NAME(gru_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
+static void FL_INAME(gru_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 {
     (void)c;
+    /* gate blocks never overlap: assert independence (no alias versioning) */
+    #pragma omp simd
     for (int j = 0; j < H; j++) {
-        FL_REAL r = FL_NAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
-        FL_REAL z = FL_NAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
+        FL_REAL r = FL_INAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
+        FL_REAL z = FL_INAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
         FL_REAL hn = hr[2 * H + j] + b_hh[2 * H + j];
-        FL_REAL n = FL_NAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + r * hn);
+        FL_REAL n = FL_INAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + r * hn);
         FL_REAL h_new = ((FL_REAL)1 - z) * n + z * h[j];
         h[j] = h_new;
         y[j] = h_new;
@@ -35,9 +39,11 @@ static void FL_NAME(gru_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
     }
 }
 
-static void FL_NAME(gru_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
+static void FL_INAME(gru_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
 {
     (void)dc;
+    /* gate blocks never overlap: assert independence (no alias versioning) */
+    #pragma omp simd
     for (int j = 0; j < H; j++) {
         FL_REAL r = gates[j], z = gates[H + j], n = gates[2 * H + j], hn = extra[j];
         FL_REAL d_h = dh[j];
@@ -54,8 +60,8 @@ static void FL_NAME(gru_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
     }
 }
 
-const FL_NAME(fl_cell) FL_NAME(fl_gru_cell) = {
-    3, 1, 0, 1, 1, FL_NAME(gru_fwd_row), FL_NAME(gru_bwd_row)
+const FL_NAME(fl_cell) FL_INAME(fl_gru_cell) = {
+    3, 1, 0, 1, 1, FL_INAME(gru_fwd_row), FL_INAME(gru_bwd_row)
 };
 
 #endif

@@ -11,20 +11,24 @@
  */
 #ifndef FL_REAL
 #define FL_TEMPLATE_FILE "lstm.c"
+#define FL_TEMPLATE_ISA
 #include "fl_template.h"
 #else
 #include "fl_kernel.h"
+#include "fl_act.h"
 
-static void FL_NAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
+static void FL_INAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 {
+    /* gate blocks never overlap: assert independence (no alias versioning) */
+    #pragma omp simd
     for (int j = 0; j < H; j++) {
-        FL_REAL i = FL_NAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
-        FL_REAL f = FL_NAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
-        FL_REAL g = FL_NAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + hr[2 * H + j] + b_hh[2 * H + j]);
-        FL_REAL o = FL_NAME(fl_sigmoid)(xp[3 * H + j] + b_ih[3 * H + j] + hr[3 * H + j] + b_hh[3 * H + j]);
+        FL_REAL i = FL_INAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
+        FL_REAL f = FL_INAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
+        FL_REAL g = FL_INAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + hr[2 * H + j] + b_hh[2 * H + j]);
+        FL_REAL o = FL_INAME(fl_sigmoid)(xp[3 * H + j] + b_ih[3 * H + j] + hr[3 * H + j] + b_hh[3 * H + j]);
         FL_REAL c_prev = c[j];
         FL_REAL c_new = f * c_prev + i * g;
-        FL_REAL tc = FL_NAME(fl_tanh)(c_new);
+        FL_REAL tc = FL_INAME(fl_tanh)(c_new);
         FL_REAL h_new = o * tc;
         c[j] = c_new;
         h[j] = h_new;
@@ -39,32 +43,33 @@ static void FL_NAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
     }
 }
 
-static void FL_NAME(lstm_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
+static void FL_INAME(lstm_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
 {
     (void)hprev;
+    const FL_REAL *gi = gates, *gf = gates + H, *gg = gates + 2 * H, *go = gates + 3 * H;
+    const FL_REAL *c_prev = extra, *tc = extra + H;
+    FL_REAL *xi = dgx, *xf = dgx + H, *xg = dgx + 2 * H, *xo = dgx + 3 * H;
+    FL_REAL *hi = dgh, *hf = dgh + H, *hg = dgh + 2 * H, *ho = dgh + 3 * H;
+    /* gate blocks never overlap: assert independence (no alias versioning) */
+    #pragma omp simd
     for (int j = 0; j < H; j++) {
-        FL_REAL i = gates[j], f = gates[H + j], g = gates[2 * H + j], o = gates[3 * H + j];
-        FL_REAL c_prev = extra[j], tc = extra[H + j];
+        FL_REAL i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j];
         FL_REAL d_h = dh[j];
-        FL_REAL d_c = dc[j] + d_h * o * ((FL_REAL)1 - tc * tc);
+        FL_REAL d_c = dc[j] + d_h * o * ((FL_REAL)1 - t * t);
         FL_REAL a_i = d_c * g * i * ((FL_REAL)1 - i);
-        FL_REAL a_f = d_c * c_prev * f * ((FL_REAL)1 - f);
+        FL_REAL a_f = d_c * c_prev[j] * f * ((FL_REAL)1 - f);
         FL_REAL a_g = d_c * i * ((FL_REAL)1 - g * g);
-        FL_REAL a_o = d_h * tc * o * ((FL_REAL)1 - o);
+        FL_REAL a_o = d_h * t * o * ((FL_REAL)1 - o);
         dc[j] = d_c * f;
-        dgx[j] = a_i;
-        dgx[H + j] = a_f;
-        dgx[2 * H + j] = a_g;
-        dgx[3 * H + j] = a_o;
-        dgh[j] = a_i;
-        dgh[H + j] = a_f;
-        dgh[2 * H + j] = a_g;
-        dgh[3 * H + j] = a_o;
+        xi[j] = hi[j] = a_i;
+        xf[j] = hf[j] = a_f;
+        xg[j] = hg[j] = a_g;
+        xo[j] = ho[j] = a_o;
     }
 }
 
-const FL_NAME(fl_cell) FL_NAME(fl_lstm_cell) = {
-    4, 2, 1, 0, 0, FL_NAME(lstm_fwd_row), FL_NAME(lstm_bwd_row)
+const FL_NAME(fl_cell) FL_INAME(fl_lstm_cell) = {
+    4, 2, 1, 0, 0, FL_INAME(lstm_fwd_row), FL_INAME(lstm_bwd_row)
 };
 
 #endif

@@ -24,6 +24,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fastlstm.h"
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
+#include <xmmintrin.h>
+#define FL_HAVE_MXCSR 1
+#endif
+
+/* Denormals are flushed to zero inside the kernels (sigmoid gates and their
+ * gradients produce them, and they are very slow on x86); the caller's
+ * floating-point mode is restored before returning. MXCSR is per thread. */
+static unsigned fl_denormals_off(void)
+{
+#ifdef FL_HAVE_MXCSR
+    unsigned saved = _mm_getcsr();
+    _mm_setcsr(saved | 0x8040u);  /* FTZ (bit 15) | DAZ (bit 6) */
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+static void fl_denormals_restore(unsigned saved)
+{
+#ifdef FL_HAVE_MXCSR
+    _mm_setcsr(saved);
+#else
+    (void)saved;
+#endif
+}
 
 int fl_cell_gates(int cell)
 {
@@ -97,6 +124,18 @@ static int fl_sort_rows(const int64_t *lengths, int T, int B, int *perm, int *le
 #define FL_TEMPLATE_FILE "seq.c"
 #include "fl_template.h"
 
+int fl_isa(void)
+{
+#if FL_X86_DISPATCH
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+        return FL_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FL_ISA_AVX2;
+#endif
+    return FL_ISA_GENERIC;
+}
+
 int fl_forward(const fl_forward_args *a, const fl_blas *blas)
 {
     if (!a)
@@ -104,11 +143,12 @@ int fl_forward(const fl_forward_args *a, const fl_blas *blas)
     int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
     if (st != FL_OK)
         return st;
-    if (a->dtype == FL_FLOAT32)
-        return forward_f32(a, blas);
-    if (a->dtype == FL_FLOAT64)
-        return forward_f64(a, blas);
-    return FL_ERR_DTYPE;
+    if (a->dtype != FL_FLOAT32 && a->dtype != FL_FLOAT64)
+        return FL_ERR_DTYPE;
+    unsigned mode = fl_denormals_off();
+    st = a->dtype == FL_FLOAT32 ? forward_f32(a, blas) : forward_f64(a, blas);
+    fl_denormals_restore(mode);
+    return st;
 }
 
 int fl_backward(const fl_backward_args *a, const fl_blas *blas)
@@ -118,26 +158,37 @@ int fl_backward(const fl_backward_args *a, const fl_blas *blas)
     int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
     if (st != FL_OK)
         return st;
-    if (a->dtype == FL_FLOAT32)
-        return backward_f32(a, blas);
-    if (a->dtype == FL_FLOAT64)
-        return backward_f64(a, blas);
-    return FL_ERR_DTYPE;
+    if (a->dtype != FL_FLOAT32 && a->dtype != FL_FLOAT64)
+        return FL_ERR_DTYPE;
+    unsigned mode = fl_denormals_off();
+    st = a->dtype == FL_FLOAT32 ? backward_f32(a, blas) : backward_f64(a, blas);
+    fl_denormals_restore(mode);
+    return st;
 }
 
 #else /* ---------------- templated body ---------------- */
 #include "fl_kernel.h"
 
-static const FL_NAME(fl_cell) *FL_NAME(pick_cell)(int cell)
-{
-    switch (cell) {
-    case FL_LSTM: return &FL_NAME(fl_lstm_cell);
-    case FL_GRU: return &FL_NAME(fl_gru_cell);
-    case FL_RNN_TANH: return &FL_NAME(fl_rnn_tanh_cell);
-    case FL_RNN_RELU: return &FL_NAME(fl_rnn_relu_cell);
-    default: return NULL;
+#define FL_PICK(isa)                                                  \
+    switch (cell) {                                                   \
+    case FL_LSTM: return &FL_NAME_ISA(fl_lstm_cell, isa);             \
+    case FL_GRU: return &FL_NAME_ISA(fl_gru_cell, isa);               \
+    case FL_RNN_TANH: return &FL_NAME_ISA(fl_rnn_tanh_cell, isa);     \
+    case FL_RNN_RELU: return &FL_NAME_ISA(fl_rnn_relu_cell, isa);     \
+    default: return NULL;                                             \
     }
+
+/* The cell's pointwise code compiled for instruction-set level `isa`. */
+static const FL_NAME(fl_cell) *FL_NAME(pick_cell)(int cell, int isa)
+{
+#if FL_X86_DISPATCH
+    if (isa == FL_ISA_AVX512) { FL_PICK(_avx512) }
+    if (isa == FL_ISA_AVX2) { FL_PICK(_avx2) }
+#endif
+    (void)isa;
+    FL_PICK(_generic)
 }
+#undef FL_PICK
 
 /* dst[perm[j]] = src[j] (unsort == 1) or dst[j] = src[perm[j]] (unsort == 0)
  * for B rows of H; src NULL means zeros. */
@@ -155,7 +206,8 @@ static void FL_NAME(permute_rows)(FL_REAL *dst, const FL_REAL *src, const int *p
 
 static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
 {
-    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell);
+    const int isa = fl_isa();
+    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell, isa);
     const int T = a->T, B = a->B, I = a->n_in, H = a->H;
     const int G = cell->gates, GH = G * H, EH = cell->extra * H;
     const int training = a->gates != NULL;
@@ -167,11 +219,17 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         (training && (!hprev || (EH && !extra))))
         return FL_ERR_ARG;
 
-    /* scratch: [XP, ex (inference only) | R | hs | cs | zero bias], ints: perm, len */
+    /* At small batch the per-step product skips the BLAS (fl_small_gemm); it
+     * runs best on w_hh^T, transposed once here and reused by every step. */
+    const int pack = B <= FL_SMALL_M && T > 1;
+
+    /* scratch: [XP, ex (inference only) | R | hs | cs | zero bias | w_hh^T],
+     * ints: perm, len */
     size_t n_xp = training ? 0 : (size_t)T * B * GH + (size_t)B * EH;
     size_t n_r = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + n_h + n_c + n_zero + 1));
+    size_t n_wt = pack ? (size_t)H * GH : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + n_h + n_c + n_zero + n_wt + 1));
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
     if (!buf || !ibuf) {
         free(buf);
@@ -181,7 +239,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     FL_REAL *xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
     FL_REAL *ex = training ? NULL : buf + (size_t)T * B * GH;  /* per-step extra, discarded */
     FL_REAL *r = buf + n_xp, *hs = r + n_r, *cs = cell->has_c ? hs + n_h : NULL;
-    FL_REAL *zero = hs + n_h + n_c;
+    FL_REAL *zero = hs + n_h + n_c, *wt = zero + n_zero;
     int *perm = ibuf, *len = ibuf + B;
     if (n_zero)
         memset(zero, 0, sizeof(FL_REAL) * n_zero);
@@ -199,7 +257,14 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     }
 
     /* 1. input projection of every step at once */
-    FL_NAME(fl_gemm)(blas, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, xp, GH);
+    FL_NAME(fl_gemm)(blas, isa, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, xp, GH);
+
+    if (pack)  /* wt = w_hh^T, in 16 x 16 tiles to stay in cache */
+        for (int n0 = 0; n0 < GH; n0 += 16)
+            for (int k0 = 0; k0 < H; k0 += 16)
+                for (int n = n0; n < GH && n < n0 + 16; n++)
+                    for (int k = k0; k < H && k < k0 + 16; k++)
+                        wt[(size_t)k * GH + n] = w_hh[(size_t)n * H + k];
 
     FL_NAME(permute_rows)(hs, a->h0, perm, B, H, 0);
     if (cs)
@@ -212,7 +277,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
             nact--;
         if (nact == 0)
             break;
-        FL_NAME(fl_gemm)(blas, 0, 1, nact, GH, H, 1, hs, H, w_hh, H, 0, r, GH);
+        if (pack)
+            FL_NAME(fl_gemm)(blas, isa, 0, 0, nact, GH, H, 1, hs, H, wt, GH, 0, r, GH);
+        else
+            FL_NAME(fl_gemm)(blas, isa, 0, 1, nact, GH, H, 1, hs, H, w_hh, H, 0, r, GH);
         for (int j = 0; j < nact; j++) {
             int t = a->reverse ? len[j] - 1 - s : s;
             size_t row = (size_t)t * B + perm[j];
@@ -246,7 +314,8 @@ static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int c
 
 static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 {
-    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell);
+    const int isa = fl_isa();
+    const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell, isa);
     const int T = a->T, B = a->B, I = a->n_in, H = a->H;
     const int G = cell->gates, GH = G * H, EH = cell->extra * H;
     const FL_REAL *x = a->x, *w_ih = a->w_ih, *w_hh = a->w_hh;
@@ -306,7 +375,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
                 memcpy(dgh_full + row * GH, dgh + (size_t)j * GH, sizeof(FL_REAL) * (size_t)GH);
         }
         /* dh_{t-1} = (direct part, if any) + dgh W_hh */
-        FL_NAME(fl_gemm)(blas, 0, 0, nact, H, GH, 1, dgh, GH, w_hh, H,
+        FL_NAME(fl_gemm)(blas, isa, 0, 0, nact, H, GH, 1, dgh, GH, w_hh, H,
                          cell->has_direct ? 1 : 0, dh, H);
     }
 
@@ -314,15 +383,35 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (dc)
         FL_NAME(permute_rows)(dc0, dc, perm, B, H, 1);
 
-    /* whole-sequence products */
+    /* whole-sequence products; with lengths, x's padded rows (ignored by the
+     * forward, possibly NaN or inf) are replaced by zeros for dw_ih, since
+     * 0 * NaN would still be NaN */
     int TB = T * B;
-    FL_NAME(fl_gemm)(blas, 0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, a->dx, I);
-    FL_NAME(fl_gemm)(blas, 1, 0, GH, I, TB, 1, dgx, GH, x, I, 0, a->dw_ih, I);
-    FL_NAME(fl_gemm)(blas, 1, 0, GH, H, TB, 1, dgh_full, GH, hprev, H, 0, a->dw_hh, H);
+    if (a->lengths) {
+        FL_REAL *xz = malloc(sizeof(FL_REAL) * ((size_t)TB * I + 1));
+        if (!xz) {
+            st = FL_ERR_NOMEM;
+            goto done;
+        }
+        for (int t = 0; t < T; t++)
+            for (int b = 0; b < B; b++) {
+                size_t row = (size_t)t * B + b;
+                if (t < a->lengths[b])
+                    memcpy(xz + row * I, x + row * I, sizeof(FL_REAL) * (size_t)I);
+                else
+                    memset(xz + row * I, 0, sizeof(FL_REAL) * (size_t)I);
+            }
+        x = xz;
+    }
+    FL_NAME(fl_gemm)(blas, isa, 0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, a->dx, I);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, TB, 1, dgx, GH, x, I, 0, a->dw_ih, I);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, TB, 1, dgh_full, GH, hprev, H, 0, a->dw_hh, H);
     if (a->db_ih) {
         FL_NAME(col_sums)(a->db_ih, dgx, (size_t)TB, GH);
         FL_NAME(col_sums)(a->db_hh, dgh_full, (size_t)TB, GH);
     }
+    if (x != a->x)
+        free((void *)x);
 done:
     free(buf);
     free(ibuf);

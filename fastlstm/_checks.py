@@ -85,6 +85,8 @@ def check_lengths(lengths, T, B):
         arr = np.asarray(lengths)
     except (TypeError, ValueError) as e:
         raise TypeError(f"lengths: expected a sequence of {B} integers ({e})") from None
+    if arr.size == 0 and arr.dtype == np.float64 and not isinstance(lengths, np.ndarray):
+        arr = arr.astype(np.int64)  # an empty list of lengths, for an empty batch
     if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
     if arr.shape != (B,):

@@ -18,8 +18,15 @@ __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
 
 
 def sigmoid(v):
-    """Logistic function without overflow: exact 0 and 1 at |v| = 1000."""
-    e = np.exp(-np.abs(v))
+    """Logistic function without overflow or underflow: exact 0 and 1 at |v| = 1000.
+
+    exp is only evaluated where its result is a normal number, so no
+    floating-point warning is raised even under ``np.errstate(all="raise")``.
+    """
+    v = np.asarray(v)
+    lo = np.log(np.finfo(v.dtype if v.dtype.kind == "f" else np.float64).tiny)
+    a = -np.abs(v)
+    e = np.where(a < lo, 0, np.exp(np.maximum(a, lo)))
     p = 1.0 / (1.0 + e)
     return np.where(v >= 0, p, e * p)
 
