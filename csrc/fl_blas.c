@@ -47,15 +47,15 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                 C[(size_t)m * ldc + n] = beta == 0 ? (FL_REAL)0 : beta * C[(size_t)m * ldc + n];
         return;
     }
-    if (M <= FL_SMALL_M && !trans_a) {
+    if (M <= FL_SMALL_M && !trans_a && alpha == 1 && (beta == 0 || beta == 1)) {
 #if FL_X86_DISPATCH
         if (isa == FL_ISA_AVX512)
-            FL_NAME_ISA(fl_small_gemm, _avx512)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            FL_NAME_ISA(fl_small_gemm, _avx512)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
         else if (isa == FL_ISA_AVX2)
-            FL_NAME_ISA(fl_small_gemm, _avx2)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            FL_NAME_ISA(fl_small_gemm, _avx2)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
         else
 #endif
-            FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+            FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
         return;
     }
 #if FL_IS_FLOAT

@@ -41,7 +41,8 @@ int fl_isa(void);
  * M x K and op(B) is K x N; trans_a / trans_b nonzero mean "use the transpose
  * of the stored matrix". lda, ldb, ldc are row strides of the stored matrices.
  * Sizes must already be known to fit an int (the callers check). Products of
- * at most FL_SMALL_M rows run fl_small_gemm (fl_small.c) at level `isa`. */
+ * at most FL_SMALL_M rows with alpha 1 and beta 0 or 1 run fl_small_gemm
+ * (fl_small.c) at level `isa`. */
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
@@ -98,10 +99,9 @@ typedef struct {
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_tanh_cell, isa);              \
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_relu_cell, isa);              \
     void FL_NAME_ISA(fl_small_gemm, isa)(int trans_b, int M, int N, int K,          \
-                                         FL_REAL alpha, const FL_REAL *restrict A,  \
+                                         FL_REAL beta, const FL_REAL *restrict A,   \
                                          int lda, const FL_REAL *restrict B,        \
-                                         int ldb, FL_REAL beta,                     \
-                                         FL_REAL *restrict C, int ldc);
+                                         int ldb, FL_REAL *restrict C, int ldc);
 FL_DECLARE_ISA(_generic)
 #if FL_X86_DISPATCH
 FL_DECLARE_ISA(_avx2)

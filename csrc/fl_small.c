@@ -1,5 +1,11 @@
 /*
- * fl_small.c -- the product of a few rows by a matrix, without the BLAS.
+ * fl_small.c -- products with few rows, without the BLAS.
+ *
+ * The per-step recurrent product has only B (active) rows but is repeated T
+ * times with the same weights. A BLAS call re-packs the weights every time
+ * and costs more than the arithmetic at small B; here the weights are used
+ * in place (already in "k-major" layout: w_hh^T packed once per call for the
+ * forward, w_hh itself for the backward) and blocks of C stay in registers.
  * Compiled once per element type and instruction set (see fl_template.h).
  */
 #ifndef FL_REAL
@@ -9,77 +15,99 @@
 #else
 #include "fl_kernel.h"
 
-/* one 64-byte vector of FL_REAL (16 floats or 8 doubles); GCC and Clang split
- * it into narrower registers where the instruction set has no 64-byte ones */
-typedef FL_REAL FL_INAME(fl_vec) __attribute__((vector_size(64)));
-#define FL_VL (64 / (int)sizeof(FL_REAL))
+/* one register of FL_REAL for this instruction set (GCC/Clang vector
+ * extensions; loads and stores go through memcpy, so no alignment needed) */
+typedef FL_REAL FL_INAME(fl_vec) __attribute__((vector_size(FL_VEC_BYTES)));
+#define FL_VL (FL_VEC_BYTES / (int)sizeof(FL_REAL))
+#define FL_MR 4 /* rows per block */
+#define FL_NR 2 /* registers of columns per block: 4 x 2 accumulators */
 
-/* Few rows of A (M <= FL_SMALL_M), A not transposed: a BLAS call costs more
- * than the arithmetic here (the per-step product at batch 1 to 4), so the
- * product is computed directly, vectorised over the contiguous axis.
- *   trans_b: C[m][n] = sum_k A[m][k] B[n][k]   (dot products, SIMD reduction;
- *            single steps, where packing B^T would cost more than it saves)
- *   else:    C[m][:] = sum_k A[m][k] B[k][:]   (rows of B accumulated into
- *            blocks of C held in registers) */
-void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL alpha,
+/* C[m0..m0+mr, n0..n0+NR*VL] (=|+=) A[m0.., :] @ B[:, n0..]; mr in 1..FL_MR */
+static inline void FL_INAME(block)(int mr, int K, const FL_REAL *restrict A, int lda,
+                                   const FL_REAL *restrict B, int ldb, int accumulate,
+                                   FL_REAL *restrict C, int ldc)
+{
+    FL_INAME(fl_vec) acc[FL_MR][FL_NR], b[FL_NR], t;
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < FL_NR; j++)
+            memcpy(&b[j], B + (size_t)k * ldb + j * FL_VL, sizeof b[j]);
+        for (int r = 0; r < FL_MR; r++) {
+            if (r < mr) {
+                FL_REAL ark = A[(size_t)r * lda + k];
+                for (int j = 0; j < FL_NR; j++)
+                    acc[r][j] += ark * b[j];
+            }
+        }
+    }
+    for (int r = 0; r < mr && r < FL_MR; r++)
+        for (int j = 0; j < FL_NR; j++) {
+            FL_REAL *c = C + (size_t)r * ldc + j * FL_VL;
+            if (accumulate) {
+                memcpy(&t, c, sizeof t);
+                acc[r][j] += t;
+            }
+            memcpy(c, &acc[r][j], sizeof t);
+        }
+}
+
+/*
+ * Row-major C (M x N) = A (M x K) @ op(B) + beta C, beta 0 or 1, alpha 1.
+ *   trans_b == 0: B is K x N (row stride ldb): register-blocked as above.
+ *   trans_b != 0: B is N x K: dot products with a SIMD reduction (a single
+ *                 step, where packing B^T would cost more than it saves).
+ */
+void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
                              const FL_REAL *restrict A, int lda,
-                             const FL_REAL *restrict B, int ldb, FL_REAL beta,
+                             const FL_REAL *restrict B, int ldb,
                              FL_REAL *restrict C, int ldc)
 {
-    for (int m = 0; m < M; m++) {
-        const FL_REAL *a = A + (size_t)m * lda;
-        FL_REAL *c = C + (size_t)m * ldc;
-        if (trans_b) {
+    const int accumulate = beta != 0;
+    if (trans_b) {
+        for (int m = 0; m < M; m++) {
+            const FL_REAL *a = A + (size_t)m * lda;
+            FL_REAL *c = C + (size_t)m * ldc;
             for (int n = 0; n < N; n++) {
                 const FL_REAL *b = B + (size_t)n * ldb;
                 FL_REAL acc = 0;
 #pragma omp simd reduction(+:acc)
                 for (int k = 0; k < K; k++)
                     acc += a[k] * b[k];
-                c[n] = alpha * acc + (beta == 0 ? (FL_REAL)0 : beta * c[n]);
+                c[n] = accumulate ? c[n] + acc : acc;
             }
-            continue;
         }
-        int n0 = 0;
-        for (; n0 + 4 * FL_VL <= N; n0 += 4 * FL_VL) {
-            FL_INAME(fl_vec) c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, b0, b1, b2, b3;
+        return;
+    }
+    const int NB = FL_NR * FL_VL;
+    int n0 = 0;
+    for (; n0 + NB <= N; n0 += NB) {  /* a column strip of B stays in L1 across row blocks */
+        int m0 = 0;
+        for (; m0 + FL_MR <= M; m0 += FL_MR)
+            FL_INAME(block)(FL_MR, K, A + (size_t)m0 * lda, lda, B + n0, ldb, accumulate,
+                            C + (size_t)m0 * ldc + n0, ldc);
+        if (m0 < M)
+            FL_INAME(block)(M - m0, K, A + (size_t)m0 * lda, lda, B + n0, ldb, accumulate,
+                            C + (size_t)m0 * ldc + n0, ldc);
+    }
+    if (n0 < N) {  /* the last columns: rows of B streamed into C */
+        int nb = N - n0;
+        for (int m = 0; m < M; m++) {
+            const FL_REAL *a = A + (size_t)m * lda;
+            FL_REAL *c = C + (size_t)m * ldc + n0;
+            if (!accumulate)
+                memset(c, 0, sizeof(FL_REAL) * (size_t)nb);
             for (int k = 0; k < K; k++) {
                 const FL_REAL *b = B + (size_t)k * ldb + n0;
                 FL_REAL ak = a[k];
-                memcpy(&b0, b, sizeof b0);
-                memcpy(&b1, b + FL_VL, sizeof b1);
-                memcpy(&b2, b + 2 * FL_VL, sizeof b2);
-                memcpy(&b3, b + 3 * FL_VL, sizeof b3);
-                c0 += ak * b0;
-                c1 += ak * b1;
-                c2 += ak * b2;
-                c3 += ak * b3;
-            }
-            FL_REAL out[4 * FL_VL];
-            memcpy(out, &c0, sizeof c0);
-            memcpy(out + FL_VL, &c1, sizeof c1);
-            memcpy(out + 2 * FL_VL, &c2, sizeof c2);
-            memcpy(out + 3 * FL_VL, &c3, sizeof c3);
-            FL_REAL *cn = c + n0;
-#pragma omp simd
-            for (int l = 0; l < 4 * FL_VL; l++)
-                cn[l] = alpha * out[l] + (beta == 0 ? (FL_REAL)0 : beta * cn[l]);
-        }
-        if (n0 < N) {  /* the remaining columns: rows of B streamed into C */
-            FL_REAL *cn = c + n0;
-            int nb = N - n0;
-            for (int l = 0; l < nb; l++)
-                cn[l] = beta == 0 ? (FL_REAL)0 : beta * cn[l];
-            for (int k = 0; k < K; k++) {
-                const FL_REAL *b = B + (size_t)k * ldb + n0;
-                FL_REAL ak = alpha * a[k];
 #pragma omp simd
                 for (int l = 0; l < nb; l++)
-                    cn[l] += ak * b[l];
+                    c[l] += ak * b[l];
             }
         }
     }
 }
 
 #undef FL_VL
+#undef FL_MR
+#undef FL_NR
 #endif

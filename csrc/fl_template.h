@@ -20,7 +20,7 @@
  * With FL_TEMPLATE_ISA, on x86-64 with GCC or Clang, each element type is
  * compiled three times: for the baseline ISA the build targets (_generic),
  * for AVX2+FMA (_avx2) and for AVX-512 (_avx512), and FL_INAME(fn) names the
- * copy (fn_f32_avx2, ...). The kernels pick a copy at run time from the CPU's
+ * copy (fn_f32_avx2, ...) and FL_VEC_BYTES is its vector width. The kernels pick a copy at run time from the CPU's
  * features (fl_isa() in seq.c), so one portable build runs at full width
  * wherever it lands. Elsewhere only _generic exists.
  */
@@ -53,20 +53,26 @@
 #define FL_SUFFIX _f32
 #define FL_IS_FLOAT 1
 #define FL_ISA _generic
+#define FL_VEC_BYTES 16
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #if FL_TEMPLATE_PASSES == 2 && FL_X86_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FL_ISA _avx2
+#define FL_VEC_BYTES 32
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #define FL_ISA _avx512
+#define FL_VEC_BYTES 64
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #pragma GCC pop_options
 #endif
 #undef FL_REAL
@@ -78,20 +84,26 @@
 #define FL_SUFFIX _f64
 #define FL_IS_FLOAT 0
 #define FL_ISA _generic
+#define FL_VEC_BYTES 16
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #if FL_TEMPLATE_PASSES == 2 && FL_X86_DISPATCH
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FL_ISA _avx2
+#define FL_VEC_BYTES 32
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #pragma GCC pop_options
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
 #define FL_ISA _avx512
+#define FL_VEC_BYTES 64
 #include FL_TEMPLATE_FILE
 #undef FL_ISA
+#undef FL_VEC_BYTES
 #pragma GCC pop_options
 #endif
 #undef FL_REAL
