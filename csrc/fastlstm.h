@@ -90,7 +90,8 @@ int fl_cell_extra(int cell);
  *   extra (T, B, E*H)   E = fl_cell_extra(cell); per cell:
  *                       LSTM  [c_prev | tanh(c)],  GRU  [W_hn h + b_hn],
  *                       RNN   nothing (E = 0, may be NULL)
- *   Entries at padded steps are zero. The workspace is what fl_backward reads.
+ *   hprev is zero at padded steps; gates and extra there are unspecified
+ *   (never read). The workspace is what fl_backward reads.
  */
 typedef struct {
     int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */

@@ -124,13 +124,24 @@ static int fl_sort_rows(const int64_t *lengths, int T, int B, int *perm, int *le
 #define FL_TEMPLATE_FILE "seq.c"
 #include "fl_template.h"
 
+/* The best instruction-set level of this CPU, capped by the environment
+ * variable FASTLSTM_ISA ("generic", "avx2" or "avx512") when set, so that
+ * tests can run every copy on one machine. Reads only; no state is kept. */
 int fl_isa(void)
 {
+    int cap = FL_ISA_AVX512;
+    const char *env = getenv("FASTLSTM_ISA");
+    if (env && strcmp(env, "generic") == 0)
+        cap = FL_ISA_GENERIC;
+    else if (env && strcmp(env, "avx2") == 0)
+        cap = FL_ISA_AVX2;
+    (void)cap;
 #if FL_X86_DISPATCH
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+    if (cap >= FL_ISA_AVX512 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw"))
         return FL_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (cap >= FL_ISA_AVX2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return FL_ISA_AVX2;
 #endif
     return FL_ISA_GENERIC;

@@ -56,6 +56,13 @@ def _array(name, v, dtype=None, allow_none=False):
         raise TypeError(f"{name}: expected a numpy.ndarray, got None")
     if not isinstance(v, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {_type_name(v)}")
+    if type(v) is not np.ndarray:  # a subclass
+        if isinstance(v, np.ma.MaskedArray):
+            raise TypeError(f"{name}: masked arrays are not supported (their mask would be "
+                            f"ignored); pass a plain array, e.g. {name}.filled(0)")
+        v = np.asarray(v)  # np.matrix and friends: the same data as a plain array
+    if v.dtype.kind == "f" and not v.dtype.isnative:
+        v = v.astype(v.dtype.newbyteorder("="))  # non-native byte order: one copy
     if v.dtype not in _FLOATS:
         raise TypeError(f"{name}: expected float32 or float64 data, got dtype {v.dtype}")
     if dtype is not None and v.dtype != dtype:
