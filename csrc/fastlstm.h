@@ -95,6 +95,7 @@ int fl_cell_extra(int cell);
  */
 typedef struct {
     int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */
+    int num_threads;  /* threads the time loop may use (<= 1: the calling thread only) */
     const void *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
     const int64_t *lengths;
     void *y, *h_n, *c_n;

@@ -34,6 +34,22 @@ static void FL_NAME(plain_gemm)(int trans_a, int trans_b, int M, int N, int K,
     }
 }
 
+void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
+                            const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
+                            FL_REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+#if FL_X86_DISPATCH
+    if (isa == FL_ISA_AVX512)
+        FL_NAME_ISA(fl_small_gemm, _avx512)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
+    else if (isa == FL_ISA_AVX2)
+        FL_NAME_ISA(fl_small_gemm, _avx2)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
+    else
+#endif
+        FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
+}
+
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
@@ -48,14 +64,7 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
         return;
     }
     if (M <= FL_SMALL_M && !trans_a && alpha == 1 && (beta == 0 || beta == 1)) {
-#if FL_X86_DISPATCH
-        if (isa == FL_ISA_AVX512)
-            FL_NAME_ISA(fl_small_gemm, _avx512)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
-        else if (isa == FL_ISA_AVX2)
-            FL_NAME_ISA(fl_small_gemm, _avx2)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
-        else
-#endif
-            FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
+        FL_NAME(fl_gemm_small)(isa, trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
         return;
     }
 #if FL_IS_FLOAT

@@ -9,17 +9,7 @@
 #include <string.h>
 #include "fastlstm.h"
 
-#ifndef FL_KERNEL_COMMON
-#define FL_KERNEL_COMMON
-/* Instruction-set levels of the multi-ISA code (fl_template.h). */
-enum { FL_ISA_GENERIC = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
-/* The best level this CPU runs (seq.c); reads the CPU model only. */
-int fl_isa(void);
-/* Products with at most this many rows (and A not transposed) skip the BLAS. */
-#ifndef FL_SMALL_M
-#define FL_SMALL_M 4
-#endif
-#endif
+#include "fl_kernel_common.h"
 
 #if FL_IS_FLOAT
 #  ifndef FL_KERNEL_F32_DONE
@@ -43,6 +33,11 @@ int fl_isa(void);
  * Sizes must already be known to fit an int (the callers check). Products of
  * at most FL_SMALL_M rows with alpha 1 and beta 0 or 1 run fl_small_gemm
  * (fl_small.c) at level `isa`. */
+/* fl_small_gemm (below) at level `isa`, whatever M: C = A @ op(B) + beta C
+ * with alpha 1, beta 0 or 1, A not transposed. */
+void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
+                            const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
+                            FL_REAL *C, int ldc);
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
@@ -52,17 +47,19 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
  *
  * All pointers of one call address distinct, non-overlapping rows (restrict).
  *
- * forward row:
- *   xp     (G*H)  in: x_t @ w_ih^T for this row (no bias); out: the
- *                 post-activation gates (in place: training keeps them)
- *   hr     (G*H)  h_{t-1} @ w_hh^T for this row (no bias)
- *   b_ih, b_hh (G*H)  biases (zeros when the layer has none), never NULL
- *   h      (H)    in: h_{t-1}; out: h_t
- *   c      (H)    LSTM only: in c_{t-1}, out c_t; NULL for other cells
- *   y      (H)    out: h_t
- *   extra  (E*H)  out: what backward needs besides the gates (scratch in
- *                 inference). Writing unconditionally keeps the loop
- *                 branch-free so that it vectorises.
+ * forward row, for units j < n of one batch row (all of them, n = H, or a
+ * thread's slice); gate block g of unit j is at [g * ld + j] in xp, the
+ * biases and extra, and at [g * ldr + j] in hr:
+ *   xp     in: x_t @ w_ih^T for this row (no bias); out: the post-activation
+ *          gates (in place: training keeps them)
+ *   hr     h_{t-1} @ w_hh^T for this row (no bias)
+ *   b_ih, b_hh   biases (zeros when the layer has none), never NULL
+ *   h_in   (n)  h_{t-1};  h  (n)  out: h_t
+ *   c      (n)  LSTM only: in c_{t-1}, out c_t; NULL for other cells
+ *   y      (n)  out: h_t
+ *   extra  out: what backward needs besides the gates (scratch in
+ *          inference). Writing unconditionally keeps the loop branch-free
+ *          so that it vectorises.
  *
  * backward row:
  *   gates, extra, hprev   as saved by the forward row
@@ -73,9 +70,9 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
  *   dgh    (G*H)  out: dL/d(gate pre-activations on the recurrent side);
  *                 equal to dgx except for the GRU's n gate.
  */
-#define FL_FWD_ROW_ARGS(R) int H, R *restrict xp, const R *restrict hr, \
-    const R *restrict b_ih, const R *restrict b_hh, R *restrict h, R *restrict c, \
-    R *restrict y, R *restrict extra
+#define FL_FWD_ROW_ARGS(R) int n, int ld, int ldr, R *restrict xp, const R *restrict hr, \
+    const R *restrict b_ih, const R *restrict b_hh, const R *restrict h_in, R *restrict h, \
+    R *restrict c, R *restrict y, R *restrict extra
 #define FL_BWD_ROW_ARGS(R) int H, const R *restrict gates, const R *restrict extra, \
     const R *restrict hprev, R *restrict dh, R *restrict dc, R *restrict dgx, \
     R *restrict dgh

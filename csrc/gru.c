@@ -23,18 +23,18 @@ static void FL_INAME(gru_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
     (void)c;
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < n; j++) {
         FL_REAL r = FL_INAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
-        FL_REAL z = FL_INAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
-        FL_REAL hn = hr[2 * H + j] + b_hh[2 * H + j];
-        FL_REAL n = FL_INAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + r * hn);
-        FL_REAL h_new = ((FL_REAL)1 - z) * n + z * h[j];
+        FL_REAL z = FL_INAME(fl_sigmoid)(xp[ld + j] + b_ih[ld + j] + hr[ldr + j] + b_hh[ld + j]);
+        FL_REAL hn = hr[2 * ldr + j] + b_hh[2 * ld + j];
+        FL_REAL ng = FL_INAME(fl_tanh)(xp[2 * ld + j] + b_ih[2 * ld + j] + r * hn);
+        FL_REAL h_new = ((FL_REAL)1 - z) * ng + z * h_in[j];
         h[j] = h_new;
         y[j] = h_new;
         /* gates replace xp in place: column j of xp was read above */
         xp[j] = r;
-        xp[H + j] = z;
-        xp[2 * H + j] = n;
+        xp[ld + j] = z;
+        xp[2 * ld + j] = ng;
         extra[j] = hn;
     }
 }

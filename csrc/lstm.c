@@ -19,13 +19,14 @@
 
 static void FL_INAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 {
+    (void)h_in;
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < n; j++) {
         FL_REAL i = FL_INAME(fl_sigmoid)(xp[j] + b_ih[j] + hr[j] + b_hh[j]);
-        FL_REAL f = FL_INAME(fl_sigmoid)(xp[H + j] + b_ih[H + j] + hr[H + j] + b_hh[H + j]);
-        FL_REAL g = FL_INAME(fl_tanh)(xp[2 * H + j] + b_ih[2 * H + j] + hr[2 * H + j] + b_hh[2 * H + j]);
-        FL_REAL o = FL_INAME(fl_sigmoid)(xp[3 * H + j] + b_ih[3 * H + j] + hr[3 * H + j] + b_hh[3 * H + j]);
+        FL_REAL f = FL_INAME(fl_sigmoid)(xp[ld + j] + b_ih[ld + j] + hr[ldr + j] + b_hh[ld + j]);
+        FL_REAL g = FL_INAME(fl_tanh)(xp[2 * ld + j] + b_ih[2 * ld + j] + hr[2 * ldr + j] + b_hh[2 * ld + j]);
+        FL_REAL o = FL_INAME(fl_sigmoid)(xp[3 * ld + j] + b_ih[3 * ld + j] + hr[3 * ldr + j] + b_hh[3 * ld + j]);
         FL_REAL c_prev = c[j];
         FL_REAL c_new = f * c_prev + i * g;
         FL_REAL tc = FL_INAME(fl_tanh)(c_new);
@@ -35,11 +36,11 @@ static void FL_INAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
         y[j] = h_new;
         /* gates replace xp in place: column j of xp was read above */
         xp[j] = i;
-        xp[H + j] = f;
-        xp[2 * H + j] = g;
-        xp[3 * H + j] = o;
+        xp[ld + j] = f;
+        xp[2 * ld + j] = g;
+        xp[3 * ld + j] = o;
         extra[j] = c_prev;
-        extra[H + j] = tc;
+        extra[ld + j] = tc;
     }
 }
 

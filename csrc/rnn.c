@@ -18,10 +18,10 @@
 
 static inline void FL_INAME(rnn_fwd)(FL_FWD_ROW_ARGS(FL_REAL), int relu)
 {
-    (void)c; (void)extra;  /* the saved "gate" is h' itself */
+    (void)c; (void)extra; (void)h_in;  /* the saved "gate" is h' itself */
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < n; j++) {
         FL_REAL a = xp[j] + b_ih[j] + hr[j] + b_hh[j];
         FL_REAL v = FL_RNN_ACT(relu, a);
         h[j] = v;
@@ -45,12 +45,12 @@ static inline void FL_INAME(rnn_bwd)(FL_BWD_ROW_ARGS(FL_REAL), int relu)
 
 static void FL_INAME(rnn_tanh_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 {
-    FL_INAME(rnn_fwd)(H, xp, hr, b_ih, b_hh, h, c, y, extra, 0);
+    FL_INAME(rnn_fwd)(n, ld, ldr, xp, hr, b_ih, b_hh, h_in, h, c, y, extra, 0);
 }
 
 static void FL_INAME(rnn_relu_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 {
-    FL_INAME(rnn_fwd)(H, xp, hr, b_ih, b_hh, h, c, y, extra, 1);
+    FL_INAME(rnn_fwd)(n, ld, ldr, xp, hr, b_ih, b_hh, h_in, h, c, y, extra, 1);
 }
 
 static void FL_INAME(rnn_tanh_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fastlstm.h"
+#include "fl_kernel_common.h"
 #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
 #include <xmmintrin.h>
 #define FL_HAVE_MXCSR 1
@@ -215,6 +216,78 @@ static void FL_NAME(permute_rows)(FL_REAL *dst, const FL_REAL *src, const int *p
     }
 }
 
+/* Everything the steps of one forward call share; each thread owns the
+ * hidden units [u[tid], u[tid + 1]) of every row (all G gates of them). */
+typedef struct {
+    const FL_NAME(fl_cell) *cell;
+    const fl_blas *blas;
+    int isa, T, B, H, G, EH, reverse, training, nthreads, pack;
+    const FL_REAL *w_hh, *b_ih, *b_hh;
+    FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
+    FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
+    const int *perm, *len;
+    int u[FL_MAX_THREADS + 1];
+    fl_barrier bar;
+} FL_NAME(fwd_ctx);
+
+/* The time loop, for thread `tid`'s units. States are double-buffered:
+ * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
+ * separates the threads' writes from the next step's reads. */
+static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
+{
+    const int B = c->B, H = c->H, G = c->G, GH = G * H, EH = c->EH;
+    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
+    const FL_NAME(fl_cell) *cell = c->cell;
+    /* this thread's R and packed weights (GH / H*GH-sized slots per thread) */
+    FL_REAL *r = c->r + (size_t)tid * B * GH;
+    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * H * GH : NULL;
+    const int ldr = wt ? nu : H;  /* gate stride within a row of R */
+    const int rrow = wt ? GN : GH;
+
+    if (wt)  /* wt[k][g*nu + n] = w_hh[g*H + u0 + n][k], in tiles to stay in cache */
+        for (int g = 0; g < G; g++)
+            for (int n0 = 0; n0 < nu; n0 += 16)
+                for (int k0 = 0; k0 < H; k0 += 16)
+                    for (int n = n0; n < nu && n < n0 + 16; n++)
+                        for (int k = k0; k < H && k < k0 + 16; k++)
+                            wt[(size_t)k * GN + g * nu + n] =
+                                c->w_hh[(size_t)(g * H + u0 + n) * H + k];
+
+    int nact = B;
+    for (int s = 0; s < c->T; s++) {
+        while (nact > 0 && c->len[nact - 1] <= s)
+            nact--;
+        if (nact == 0)
+            break;
+        const FL_REAL *hin = c->hs[s & 1];
+        FL_REAL *hout = c->hs[(s + 1) & 1];
+        if (wt)
+            FL_NAME(fl_gemm_small)(c->isa, 0, nact, GN, H, 0, hin, H, wt, GN, r, GN);
+        else
+            FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
+                             r, GH);
+        for (int j = 0; j < nact; j++) {
+            int t = c->reverse ? c->len[j] - 1 - s : s;
+            size_t row = (size_t)t * B + c->perm[j];
+            if (c->training)
+                memcpy(c->hprev + row * H + u0, hin + (size_t)j * H + u0,
+                       sizeof(FL_REAL) * (size_t)nu);
+            FL_REAL *ex = EH ? (c->training ? c->extra + row * EH : c->ex + (size_t)j * EH) + u0
+                             : NULL;
+            cell->fwd(nu, H, ldr, c->xp + row * GH + u0, r + (size_t)j * rrow, c->b_ih + u0,
+                      c->b_hh + u0, hin + (size_t)j * H + u0, hout + (size_t)j * H + u0,
+                      c->cs ? c->cs + (size_t)j * H + u0 : NULL, c->y + row * H + u0, ex);
+        }
+        if (c->nthreads > 1)
+            fl_barrier_wait(&c->bar);
+    }
+}
+
+static void FL_NAME(fwd_worker)(void *ctx, int tid)
+{
+    FL_NAME(fwd_steps)((FL_NAME(fwd_ctx) *)ctx, tid);
+}
+
 static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
 {
     const int isa = fl_isa();
@@ -224,38 +297,56 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int training = a->gates != NULL;
     const FL_REAL *x = a->x, *w_ih = a->w_ih, *w_hh = a->w_hh;
     FL_REAL *y = a->y, *h_n = a->h_n, *c_n = cell->has_c ? (FL_REAL *)a->c_n : NULL;
-    FL_REAL *hprev = a->hprev, *extra = a->extra;
 
     if (!x || !w_ih || !w_hh || !y || !h_n || (cell->has_c && !c_n) ||
-        (training && (!hprev || (EH && !extra))))
+        (training && (!a->hprev || (EH && !a->extra))))
         return FL_ERR_ARG;
 
-    /* At small batch the per-step product skips the BLAS (fl_small_gemm); it
-     * runs best on w_hh^T, transposed once here and reused by every step. */
-    const int pack = B <= FL_SMALL_M && T > 1;
+    /* Threads split the hidden units when the per-step work is worth it;
+     * the per-step product then runs on a packed slice of w_hh^T per thread
+     * (fl_small_gemm), as it also does on one thread at small batch, where a
+     * BLAS call costs more than the arithmetic. */
+    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
+    const int pack = nthreads > 1 || (B <= FL_SMALL_M && T > 1);
 
-    /* scratch: [XP, ex (inference only) | R | hs | cs | zero bias | w_hh^T],
-     * ints: perm, len */
+    /* scratch: [XP, ex (inference only) | R per thread | hs x 2 | cs | zero
+     * bias | w_hh^T slices], ints: perm, len */
     size_t n_xp = training ? 0 : (size_t)T * B * GH + (size_t)B * EH;
-    size_t n_r = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
+    size_t n_r = (size_t)nthreads * B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
-    size_t n_wt = pack ? (size_t)H * GH : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + n_h + n_c + n_zero + n_wt + 1));
+    size_t n_wt = pack ? (size_t)nthreads * H * GH : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + 1));
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
     if (!buf || !ibuf) {
         free(buf);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
-    FL_REAL *xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
-    FL_REAL *ex = training ? NULL : buf + (size_t)T * B * GH;  /* per-step extra, discarded */
-    FL_REAL *r = buf + n_xp, *hs = r + n_r, *cs = cell->has_c ? hs + n_h : NULL;
-    FL_REAL *zero = hs + n_h + n_c, *wt = zero + n_zero;
+    FL_NAME(fwd_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.cell = cell;
+    c.blas = blas;
+    c.isa = isa;
+    c.T = T, c.B = B, c.H = H, c.G = G, c.EH = EH;
+    c.reverse = a->reverse, c.training = training, c.pack = pack;
+    c.w_hh = w_hh;
+    c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
+    c.ex = training ? NULL : buf + (size_t)T * B * GH;  /* per-step extra, discarded */
+    c.r = buf + n_xp;
+    c.hs[0] = c.r + n_r;
+    c.hs[1] = c.hs[0] + n_h;
+    c.cs = cell->has_c ? c.hs[1] + n_h : NULL;
+    FL_REAL *zero = c.hs[1] + n_h + n_c;
+    c.wt = zero + n_zero;
+    c.y = y;
+    c.hprev = a->hprev;
+    c.extra = a->extra;
     int *perm = ibuf, *len = ibuf + B;
+    c.perm = perm, c.len = len;
     if (n_zero)
         memset(zero, 0, sizeof(FL_REAL) * n_zero);
-    const FL_REAL *b_ih = a->b_ih ? (const FL_REAL *)a->b_ih : zero;
-    const FL_REAL *b_hh = a->b_hh ? (const FL_REAL *)a->b_hh : zero;
+    c.b_ih = a->b_ih ? (const FL_REAL *)a->b_ih : zero;
+    c.b_hh = a->b_hh ? (const FL_REAL *)a->b_hh : zero;
 
     int st = fl_sort_rows(a->lengths, T, B, perm, len);
     if (st != FL_OK)
@@ -264,48 +355,33 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (a->lengths) {  /* padded steps: y is zero, hprev must be finite (read by dW_hh) */
         memset(y, 0, sizeof(FL_REAL) * (size_t)T * B * H);
         if (training)
-            memset(hprev, 0, sizeof(FL_REAL) * (size_t)T * B * H);
+            memset(a->hprev, 0, sizeof(FL_REAL) * (size_t)T * B * H);
     }
 
     /* 1. input projection of every step at once */
-    FL_NAME(fl_gemm)(blas, isa, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, xp, GH);
+    FL_NAME(fl_gemm)(blas, isa, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, c.xp, GH);
 
-    if (pack)  /* wt = w_hh^T, in 16 x 16 tiles to stay in cache */
-        for (int n0 = 0; n0 < GH; n0 += 16)
-            for (int k0 = 0; k0 < H; k0 += 16)
-                for (int n = n0; n < GH && n < n0 + 16; n++)
-                    for (int k = k0; k < H && k < k0 + 16; k++)
-                        wt[(size_t)k * GH + n] = w_hh[(size_t)n * H + k];
+    FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
+    if (c.cs)
+        FL_NAME(permute_rows)(c.cs, a->c0, perm, B, H, 0);
 
-    FL_NAME(permute_rows)(hs, a->h0, perm, B, H, 0);
-    if (cs)
-        FL_NAME(permute_rows)(cs, a->c0, perm, B, H, 0);
-
-    /* 2. the time loop */
-    int nact = B;
-    for (int s = 0; s < T; s++) {
-        while (nact > 0 && len[nact - 1] <= s)
-            nact--;
-        if (nact == 0)
-            break;
-        if (pack)
-            FL_NAME(fl_gemm)(blas, isa, 0, 0, nact, GH, H, 1, hs, H, wt, GH, 0, r, GH);
-        else
-            FL_NAME(fl_gemm)(blas, isa, 0, 1, nact, GH, H, 1, hs, H, w_hh, H, 0, r, GH);
-        for (int j = 0; j < nact; j++) {
-            int t = a->reverse ? len[j] - 1 - s : s;
-            size_t row = (size_t)t * B + perm[j];
-            if (training)
-                memcpy(hprev + row * H, hs + (size_t)j * H, sizeof(FL_REAL) * (size_t)H);
-            cell->fwd(H, xp + row * GH, r + (size_t)j * GH, b_ih, b_hh,
-                      hs + (size_t)j * H, cs ? cs + (size_t)j * H : NULL, y + row * H,
-                      EH ? (training ? extra + row * EH : ex + (size_t)j * EH) : NULL);
-        }
+    /* 2. the time loop, on one thread or several */
+    fl_split_units(c.u, nthreads, H);
+    c.nthreads = nthreads;
+    if (nthreads > 1)
+        fl_barrier_init(&c.bar, nthreads);
+    if (!fl_run_threads(nthreads, FL_NAME(fwd_worker), &c)) {
+        nthreads = c.nthreads = 1;  /* no threads to be had: run on this one */
+        fl_split_units(c.u, 1, H);
+        FL_NAME(fwd_worker)(&c, 0);
     }
 
-    FL_NAME(permute_rows)(h_n, hs, perm, B, H, 1);
-    if (cs)
-        FL_NAME(permute_rows)(c_n, cs, perm, B, H, 1);
+    /* a row's final state is in the buffer its last step wrote */
+    for (int j = 0; j < B; j++)
+        memcpy(h_n + (size_t)perm[j] * H, c.hs[len[j] & 1] + (size_t)j * H,
+               sizeof(FL_REAL) * (size_t)H);
+    if (c.cs)
+        FL_NAME(permute_rows)(c_n, c.cs, perm, B, H, 1);
 done:
     free(buf);
     free(ibuf);

@@ -44,6 +44,7 @@ cdef extern from "fastlstm.h" nogil:
         fl_dgemm_fn dgemm
     ctypedef struct fl_forward_args:
         int dtype, cell, T, B, n_in, H, reverse
+        int num_threads
         const void *x
         const void *w_ih
         const void *w_hh
@@ -144,9 +145,10 @@ def gates(str cell):
 
 
 def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
-            bint training):
+            bint training, int num_threads=1):
     """Run fl_forward. Returns (y, h_n, c_n or None, (gates, hprev, extra) or None)."""
     cdef fl_forward_args a
+    a.num_threads = num_threads
     cdef int code = CELLS[cell]
     cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
     if not isinstance(x, np.ndarray) or (<cnp.ndarray>x).ndim != 3:

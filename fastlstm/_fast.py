@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _threads
 
 
 def _c(a):
@@ -22,7 +22,7 @@ class _Fast:
                              c0=_c(args.c0))
         y, h_n, c_n, ws = _core.forward(_code(args), args.x, args.w_ih, args.w_hh, args.b_ih,
                                         args.b_hh, args.h0, args.c0, args.lengths,
-                                        args.reverse, training)
+                                        args.reverse, training, _threads._num_threads)
         return y, h_n, c_n, (args, ws)
 
     @staticmethod

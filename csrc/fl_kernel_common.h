@@ -1,0 +1,47 @@
+/*
+ * fl_kernel_common.h -- internal declarations that do not depend on the
+ * element type: instruction-set levels and the threads of a kernel call.
+ */
+#ifndef FL_KERNEL_COMMON_H
+#define FL_KERNEL_COMMON_H
+
+#include <stdatomic.h>
+
+/* Instruction-set levels of the multi-ISA code (fl_template.h). */
+enum { FL_ISA_GENERIC = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
+
+/* The best level this CPU runs, capped by FASTLSTM_ISA (seq.c). */
+int fl_isa(void);
+
+/* Products with at most this many rows (and A not transposed) skip the BLAS. */
+#ifndef FL_SMALL_M
+#define FL_SMALL_M 4
+#endif
+
+/* ---- threads (fl_threads.c) ---- */
+#define FL_MAX_THREADS 64
+/* per-step multiply-adds (B * G*H * H) below which one thread is used */
+#ifndef FL_THREAD_MIN_WORK
+#define FL_THREAD_MIN_WORK 32768.0
+#endif
+/* batches above this leave the per-step product to the BLAS */
+#ifndef FL_THREAD_MAX_B
+#define FL_THREAD_MAX_B 64
+#endif
+
+typedef struct {
+    atomic_int count, phase;
+    int n;
+} fl_barrier;
+
+void fl_barrier_init(fl_barrier *b, int n);
+void fl_barrier_wait(fl_barrier *b);
+/* How many threads a time loop of these sizes should use, at most `requested`. */
+int fl_threads_for(int requested, int T, int B, int H, int GH);
+/* u[0..n]: boundaries of n slices of H units, in whole 16-unit vectors. */
+void fl_split_units(int *u, int n, int H);
+/* fn(ctx, tid) for tid in [0, n) on n threads, the caller being thread 0.
+ * Returns 1, or 0 without running fn when threads could not be started. */
+int fl_run_threads(int n, void (*fn)(void *, int), void *ctx);
+
+#endif

@@ -1,0 +1,53 @@
+"""The time loop split over several threads gives the reference's results."""
+
+import numpy as np
+import pytest
+
+import fastlstm
+from fastlstm import reference
+from fastlstm.selfcheck import make_problem, run
+
+
+@pytest.fixture
+def threads():
+    before = fastlstm.get_num_threads()
+    yield fastlstm.set_num_threads
+    fastlstm.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("B,lengths", [(2, None), (5, [6, 0, 3, 6, 1]), (9, None)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_time_loop_matches_reference(threads, n, cell, B, lengths, dtype):
+    # H = 72: slices of 16 units plus a ragged last one; G*H*H*B is above the
+    # threshold at which the time loop uses threads
+    threads(n)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
+    for reverse in (False, True):
+        fwd, bwd = make_problem(cell, T=6, B=B, I=5, H=72, dtype=dtype, lengths=lengths)
+        fwd["reverse"] = reverse
+        out_f, g_f = run(fastlstm, cell, fwd, bwd)
+        out_r, g_r = run(reference, cell, fwd, bwd)
+        for a, b in zip(list(out_f) + list(g_f), list(out_r) + list(g_r)):
+            if b is not None:
+                np.testing.assert_allclose(a, b, **tol)
+        inf = getattr(fastlstm, cell + "_forward")(**fwd, training=False)
+        for a, b in zip(inf[:-1], out_f):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_threads_give_identical_results_to_one_thread(threads):
+    fwd, _ = make_problem("lstm", T=20, B=3, I=16, H=128, dtype=np.float32)
+    threads(1)
+    one = fastlstm.lstm_forward(**fwd, training=False)
+    threads(2)
+    two = fastlstm.lstm_forward(**fwd, training=False)
+    for a, b in zip(one[:-1], two[:-1]):
+        np.testing.assert_array_equal(a, b)  # same arithmetic, only split
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True, None])
+def test_set_num_threads_rejects_nonsense(bad):
+    with pytest.raises(ValueError, match=r"^n: expected an int >= 1"):
+        fastlstm.set_num_threads(bad)
