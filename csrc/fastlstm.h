@@ -118,6 +118,7 @@ int fl_forward(const fl_forward_args *a, const fl_blas *blas);
  */
 typedef struct {
     int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */
+    int num_threads;  /* threads the time loop may use (<= 1: the calling thread only) */
     const void *x, *w_ih, *w_hh;
     const int64_t *lengths;
     const void *gates, *hprev, *extra;

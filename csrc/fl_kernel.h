@@ -61,7 +61,8 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
  *          inference). Writing unconditionally keeps the loop branch-free
  *          so that it vectorises.
  *
- * backward row:
+ * backward row, for units j < n, gate block g of unit j at [g * ld + j] in
+ * gates, extra, dgx and dgh:
  *   gates, extra, hprev   as saved by the forward row
  *   dh     (H)    in: dL/dh_t (all paths); out: the part of dL/dh_{t-1} that
  *                 does not go through w_hh (only read back when has_direct)
@@ -73,7 +74,7 @@ void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
 #define FL_FWD_ROW_ARGS(R) int n, int ld, int ldr, R *restrict xp, const R *restrict hr, \
     const R *restrict b_ih, const R *restrict b_hh, const R *restrict h_in, R *restrict h, \
     R *restrict c, R *restrict y, R *restrict extra
-#define FL_BWD_ROW_ARGS(R) int H, const R *restrict gates, const R *restrict extra, \
+#define FL_BWD_ROW_ARGS(R) int n, int ld, const R *restrict gates, const R *restrict extra, \
     const R *restrict hprev, R *restrict dh, R *restrict dc, R *restrict dgx, \
     R *restrict dgh
 typedef void (*FL_NAME(fl_fwd_row_fn))(FL_FWD_ROW_ARGS(FL_REAL));

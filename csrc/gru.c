@@ -44,19 +44,19 @@ static void FL_INAME(gru_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
     (void)dc;
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
-        FL_REAL r = gates[j], z = gates[H + j], n = gates[2 * H + j], hn = extra[j];
+    for (int j = 0; j < n; j++) {
+        FL_REAL r = gates[j], z = gates[ld + j], ng = gates[2 * ld + j], hn = extra[j];
         FL_REAL d_h = dh[j];
-        FL_REAL a_n = d_h * ((FL_REAL)1 - z) * ((FL_REAL)1 - n * n);
-        FL_REAL a_z = d_h * (hprev[j] - n) * z * ((FL_REAL)1 - z);
+        FL_REAL a_n = d_h * ((FL_REAL)1 - z) * ((FL_REAL)1 - ng * ng);
+        FL_REAL a_z = d_h * (hprev[j] - ng) * z * ((FL_REAL)1 - z);
         FL_REAL a_r = a_n * hn * r * ((FL_REAL)1 - r);
         dh[j] = d_h * z;
         dgx[j] = a_r;
-        dgx[H + j] = a_z;
-        dgx[2 * H + j] = a_n;
+        dgx[ld + j] = a_z;
+        dgx[2 * ld + j] = a_n;
         dgh[j] = a_r;
-        dgh[H + j] = a_z;
-        dgh[2 * H + j] = a_n * r;
+        dgh[ld + j] = a_z;
+        dgh[2 * ld + j] = a_n * r;
     }
 }
 

@@ -47,13 +47,13 @@ static void FL_INAME(lstm_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 static void FL_INAME(lstm_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
 {
     (void)hprev;
-    const FL_REAL *gi = gates, *gf = gates + H, *gg = gates + 2 * H, *go = gates + 3 * H;
-    const FL_REAL *c_prev = extra, *tc = extra + H;
-    FL_REAL *xi = dgx, *xf = dgx + H, *xg = dgx + 2 * H, *xo = dgx + 3 * H;
-    FL_REAL *hi = dgh, *hf = dgh + H, *hg = dgh + 2 * H, *ho = dgh + 3 * H;
+    const FL_REAL *gi = gates, *gf = gates + ld, *gg = gates + 2 * ld, *go = gates + 3 * ld;
+    const FL_REAL *c_prev = extra, *tc = extra + ld;
+    FL_REAL *xi = dgx, *xf = dgx + ld, *xg = dgx + 2 * ld, *xo = dgx + 3 * ld;
+    FL_REAL *hi = dgh, *hf = dgh + ld, *hg = dgh + 2 * ld, *ho = dgh + 3 * ld;
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < n; j++) {
         FL_REAL i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tc[j];
         FL_REAL d_h = dh[j];
         FL_REAL d_c = dc[j] + d_h * o * ((FL_REAL)1 - t * t);

@@ -35,7 +35,7 @@ static inline void FL_INAME(rnn_bwd)(FL_BWD_ROW_ARGS(FL_REAL), int relu)
     (void)extra; (void)hprev; (void)dc;
     /* gate blocks never overlap: assert independence (no alias versioning) */
     #pragma omp simd
-    for (int j = 0; j < H; j++) {
+    for (int j = 0; j < n; j++) {
         FL_REAL v = gates[j];
         FL_REAL d = relu ? (v > 0 ? dh[j] : (FL_REAL)0) : dh[j] * ((FL_REAL)1 - v * v);
         dgx[j] = d;
@@ -55,12 +55,12 @@ static void FL_INAME(rnn_relu_fwd_row)(FL_FWD_ROW_ARGS(FL_REAL))
 
 static void FL_INAME(rnn_tanh_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
 {
-    FL_INAME(rnn_bwd)(H, gates, extra, hprev, dh, dc, dgx, dgh, 0);
+    FL_INAME(rnn_bwd)(n, ld, gates, extra, hprev, dh, dc, dgx, dgh, 0);
 }
 
 static void FL_INAME(rnn_relu_bwd_row)(FL_BWD_ROW_ARGS(FL_REAL))
 {
-    FL_INAME(rnn_bwd)(H, gates, extra, hprev, dh, dc, dgx, dgh, 1);
+    FL_INAME(rnn_bwd)(n, ld, gates, extra, hprev, dh, dc, dgx, dgh, 1);
 }
 
 const FL_NAME(fl_cell) FL_INAME(fl_rnn_tanh_cell) = {

@@ -399,36 +399,109 @@ static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int c
     }
 }
 
+/* What the steps of one backward call share (units split as in forward). */
+typedef struct {
+    const FL_NAME(fl_cell) *cell;
+    const fl_blas *blas;
+    int isa, T, B, H, G, EH, reverse, nthreads;
+    const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
+    FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
+    const int *perm, *len;
+    int u[FL_MAX_THREADS + 1];
+    fl_barrier bar;
+} FL_NAME(bwd_ctx);
+
+/* The backward time loop for thread `tid`'s units: the pointwise gradient
+ * of its units, a barrier, then its units' columns of dh_{t-1} = dgh w_hh
+ * (which need every unit's dgh). dgh alternates between two buffers, so the
+ * next step's pointwise pass never overwrites what a slower thread's product
+ * still reads; one barrier per step suffices. */
+static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
+{
+    const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
+    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
+    const FL_NAME(fl_cell) *cell = c->cell;
+    int nact = 0;
+    for (int s = c->T - 1; s >= 0; s--) {
+        while (nact < B && c->len[nact] > s)
+            nact++;
+        if (nact == 0)
+            continue;
+        FL_REAL *dgh = c->dgh[s & 1];
+        for (int j = 0; j < nact; j++) {
+            int t = c->reverse ? c->len[j] - 1 - s : s;
+            size_t row = (size_t)t * B + c->perm[j];
+            FL_REAL *dhj = c->dh + (size_t)j * H + u0;
+            if (c->dy) {
+                const FL_REAL *dyr = c->dy + row * H + u0;
+                for (int k = 0; k < nu; k++)
+                    dhj[k] += dyr[k];
+            }
+            cell->bwd(nu, H, c->gates + row * GH + u0, EH ? c->extra + row * EH + u0 : NULL,
+                      c->hprev + row * H + u0, dhj, c->dc ? c->dc + (size_t)j * H + u0 : NULL,
+                      c->dgx + row * GH + u0, dgh + (size_t)j * GH + u0);
+            if (cell->split_dgh)
+                for (int g = 0; g < c->G; g++)
+                    memcpy(c->dgh_full + row * GH + (size_t)g * H + u0,
+                           dgh + (size_t)j * GH + (size_t)g * H + u0, sizeof(FL_REAL) * (size_t)nu);
+        }
+        if (c->nthreads > 1)
+            fl_barrier_wait(&c->bar);
+        /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
+        FL_REAL beta = cell->has_direct ? 1 : 0;
+        if (nact <= FL_SMALL_M || c->nthreads > 1)
+            FL_NAME(fl_gemm_small)(c->isa, 0, nact, nu, GH, beta, dgh, GH, c->w_hh + u0, H,
+                                   c->dh + u0, H);
+        else
+            FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
+                             c->dh, H);
+    }
+}
+
+static void FL_NAME(bwd_worker)(void *ctx, int tid)
+{
+    FL_NAME(bwd_steps)((FL_NAME(bwd_ctx) *)ctx, tid);
+}
+
 static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 {
     const int isa = fl_isa();
     const FL_NAME(fl_cell) *cell = FL_NAME(pick_cell)(a->cell, isa);
     const int T = a->T, B = a->B, I = a->n_in, H = a->H;
     const int G = cell->gates, GH = G * H, EH = cell->extra * H;
-    const FL_REAL *x = a->x, *w_ih = a->w_ih, *w_hh = a->w_hh;
-    const FL_REAL *gates = a->gates, *hprev = a->hprev, *extra = a->extra;
-    const FL_REAL *dy = a->dy;
+    const FL_REAL *x = a->x, *w_ih = a->w_ih;
     FL_REAL *dc0 = cell->has_c ? (FL_REAL *)a->dc0 : NULL;
 
-    if (!x || !w_ih || !w_hh || !gates || !hprev || (EH && !extra) || !a->dx ||
+    if (!x || !w_ih || !a->w_hh || !a->gates || !a->hprev || (EH && !a->extra) || !a->dx ||
         !a->dh0 || (cell->has_c && !dc0) || !a->dw_ih || !a->dw_hh ||
         (!a->db_ih != !a->db_hh))
         return FL_ERR_ARG;
 
-    /* scratch: [dgx (T*B x GH) | dgh full (GRU) | dgh step | dh | dc] */
+    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
+
+    /* scratch: [dgx (T*B x GH) | dgh full (GRU) | dgh step x 2 | dh | dc] */
     size_t n_full = (size_t)T * B * GH, n_split = cell->split_dgh ? n_full : 0;
     size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + n_step + n_h + n_c + 1));
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c + 1));
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
     if (!buf || !ibuf) {
         free(buf);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
-    FL_REAL *dgx = buf, *dgh_full = cell->split_dgh ? buf + n_full : buf;
-    FL_REAL *dgh = buf + n_full + n_split, *dh = dgh + n_step;
-    FL_REAL *dc = cell->has_c ? dh + n_h : NULL;
+    FL_NAME(bwd_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.cell = cell, c.blas = blas, c.isa = isa;
+    c.T = T, c.B = B, c.H = H, c.G = G, c.EH = EH, c.reverse = a->reverse;
+    c.w_hh = a->w_hh, c.gates = a->gates, c.extra = a->extra, c.hprev = a->hprev, c.dy = a->dy;
+    c.dgx = buf;
+    c.dgh_full = cell->split_dgh ? buf + n_full : buf;
+    c.dgh[0] = buf + n_full + n_split;
+    c.dgh[1] = c.dgh[0] + n_step;
+    c.dh = c.dgh[1] + n_step;
+    c.dc = cell->has_c ? c.dh + n_h : NULL;
     int *perm = ibuf, *len = ibuf + B;
+    c.perm = perm, c.len = len;
 
     int st = fl_sort_rows(a->lengths, T, B, perm, len);
     if (st != FL_OK)
@@ -436,39 +509,23 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (a->lengths)  /* padded steps contribute nothing to the GEMMs below */
         memset(buf, 0, sizeof(FL_REAL) * (n_full + n_split));
 
-    FL_NAME(permute_rows)(dh, a->dh_n, perm, B, H, 0);
-    if (dc)
-        FL_NAME(permute_rows)(dc, a->dc_n, perm, B, H, 0);
+    FL_NAME(permute_rows)(c.dh, a->dh_n, perm, B, H, 0);
+    if (c.dc)
+        FL_NAME(permute_rows)(c.dc, a->dc_n, perm, B, H, 0);
 
-    int nact = 0;
-    for (int s = T - 1; s >= 0; s--) {
-        while (nact < B && len[nact] > s)
-            nact++;
-        if (nact == 0)
-            continue;
-        for (int j = 0; j < nact; j++) {
-            int t = a->reverse ? len[j] - 1 - s : s;
-            size_t row = (size_t)t * B + perm[j];
-            FL_REAL *dhj = dh + (size_t)j * H;
-            if (dy) {
-                const FL_REAL *dyr = dy + row * H;
-                for (int k = 0; k < H; k++)
-                    dhj[k] += dyr[k];
-            }
-            cell->bwd(H, gates + row * GH, EH ? extra + row * EH : NULL, hprev + row * H,
-                      dhj, dc ? dc + (size_t)j * H : NULL, dgx + row * GH,
-                      dgh + (size_t)j * GH);
-            if (cell->split_dgh)
-                memcpy(dgh_full + row * GH, dgh + (size_t)j * GH, sizeof(FL_REAL) * (size_t)GH);
-        }
-        /* dh_{t-1} = (direct part, if any) + dgh W_hh */
-        FL_NAME(fl_gemm)(blas, isa, 0, 0, nact, H, GH, 1, dgh, GH, w_hh, H,
-                         cell->has_direct ? 1 : 0, dh, H);
+    fl_split_units(c.u, nthreads, H);
+    c.nthreads = nthreads;
+    if (nthreads > 1)
+        fl_barrier_init(&c.bar, nthreads);
+    if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
+        c.nthreads = 1;  /* no threads to be had: run on this one */
+        fl_split_units(c.u, 1, H);
+        FL_NAME(bwd_worker)(&c, 0);
     }
 
-    FL_NAME(permute_rows)(a->dh0, dh, perm, B, H, 1);
-    if (dc)
-        FL_NAME(permute_rows)(dc0, dc, perm, B, H, 1);
+    FL_NAME(permute_rows)(a->dh0, c.dh, perm, B, H, 1);
+    if (c.dc)
+        FL_NAME(permute_rows)(dc0, c.dc, perm, B, H, 1);
 
     /* whole-sequence products; with lengths, x's padded rows (ignored by the
      * forward, possibly NaN or inf) are replaced by zeros for dw_ih, since
@@ -490,12 +547,12 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             }
         x = xz;
     }
-    FL_NAME(fl_gemm)(blas, isa, 0, 0, TB, I, GH, 1, dgx, GH, w_ih, I, 0, a->dx, I);
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, TB, 1, dgx, GH, x, I, 0, a->dw_ih, I);
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, TB, 1, dgh_full, GH, hprev, H, 0, a->dw_hh, H);
+    FL_NAME(fl_gemm)(blas, isa, 0, 0, TB, I, GH, 1, c.dgx, GH, w_ih, I, 0, a->dx, I);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, TB, 1, c.dgx, GH, x, I, 0, a->dw_ih, I);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, TB, 1, c.dgh_full, GH, c.hprev, H, 0, a->dw_hh, H);
     if (a->db_ih) {
-        FL_NAME(col_sums)(a->db_ih, dgx, (size_t)TB, GH);
-        FL_NAME(col_sums)(a->db_hh, dgh_full, (size_t)TB, GH);
+        FL_NAME(col_sums)(a->db_ih, c.dgx, (size_t)TB, GH);
+        FL_NAME(col_sums)(a->db_hh, c.dgh_full, (size_t)TB, GH);
     }
     if (x != a->x)
         free((void *)x);

@@ -61,6 +61,7 @@ cdef extern from "fastlstm.h" nogil:
         void *extra
     ctypedef struct fl_backward_args:
         int dtype, cell, T, B, n_in, H, reverse
+        int num_threads
         const void *x
         const void *w_ih
         const void *w_hh
@@ -194,9 +195,10 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
 
 
 def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc_n,
-             bint has_bias):
+             bint has_bias, int num_threads=1):
     """Run fl_backward. Returns (dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih, db_hh)."""
     cdef fl_backward_args a
+    a.num_threads = num_threads
     cdef int code = CELLS[cell]
     cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
     if not isinstance(x, np.ndarray) or (<cnp.ndarray>x).ndim != 3:

@@ -30,7 +30,7 @@ class _Fast:
         args, ws = saved  # the contiguous arrays the forward ran on
         return _core.backward(_code(args), args.x, args.w_ih, args.w_hh, args.lengths,
                               args.reverse, ws, _c(dy), _c(dh_n), _c(dc_n),
-                              args.b_ih is not None)
+                              args.b_ih is not None, _threads._num_threads)
 
 
 _funcs = _api.make_api("fast", _Fast, "fastlstm")
