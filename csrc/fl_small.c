@@ -51,6 +51,40 @@ static inline void FL_INAME(block)(int mr, int K, const FL_REAL *restrict A, int
         }
 }
 
+/* Sum of the lanes of v, as a tree (short dependency chains). */
+static inline FL_REAL FL_INAME(hsum)(FL_INAME(fl_vec) v)
+{
+    FL_REAL t[FL_VL];
+    memcpy(t, &v, sizeof t);
+    for (int w = FL_VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            t[l] += t[l + w];
+    return t[0];
+}
+
+/* c[0..3] (=|+=) dot(a, b_r) for the four rows b_r = B + r * ldb, length K */
+static inline void FL_INAME(dot4)(int K, const FL_REAL *restrict a,
+                                  const FL_REAL *restrict B, int ldb, int accumulate,
+                                  FL_REAL *restrict c)
+{
+    FL_INAME(fl_vec) s[4] = {{0}}, va, vb;
+    int k = 0;
+    for (; k + FL_VL <= K; k += FL_VL) {
+        memcpy(&va, a + k, sizeof va);
+        for (int r = 0; r < 4; r++) {
+            memcpy(&vb, B + (size_t)r * ldb + k, sizeof vb);
+            s[r] += va * vb;
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        FL_REAL acc = FL_INAME(hsum)(s[r]);
+        const FL_REAL *b = B + (size_t)r * ldb;
+        for (int kk = k; kk < K; kk++)
+            acc += a[kk] * b[kk];
+        c[r] = accumulate ? c[r] + acc : acc;
+    }
+}
+
 /*
  * Row-major C (M x N) = A (M x K) @ op(B) + beta C, beta 0 or 1, alpha 1.
  *   trans_b == 0: B is K x N (row stride ldb): register-blocked as above.
@@ -67,7 +101,10 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
         for (int m = 0; m < M; m++) {
             const FL_REAL *a = A + (size_t)m * lda;
             FL_REAL *c = C + (size_t)m * ldc;
-            for (int n = 0; n < N; n++) {
+            int n = 0;
+            for (; n + 4 <= N; n += 4)  /* four independent dot products at a time */
+                FL_INAME(dot4)(K, a, B + (size_t)n * ldb, ldb, accumulate, c + n);
+            for (; n < N; n++) {
                 const FL_REAL *b = B + (size_t)n * ldb;
                 FL_REAL acc = 0;
 #pragma omp simd reduction(+:acc)

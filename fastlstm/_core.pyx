@@ -113,31 +113,56 @@ cdef int _check(int status) except -1:
     raise ValueError("fastlstm: " + _MESSAGES.get(status, f"kernel error {status}"))
 
 
-cdef const void *_ptr(str name, object arr, object dtype, tuple shape,
+cdef int _typenum(object dtype) except -1:
+    if dtype == np.float32:
+        return cnp.NPY_FLOAT
+    if dtype == np.float64:
+        return cnp.NPY_DOUBLE
+    raise TypeError(f"x: expected float32 or float64, got {dtype}")
+
+
+cdef const void *_ptr(str name, object arr, int typenum, tuple shape,
                       bint optional=False) except? NULL:
-    """Data pointer of a C-contiguous `dtype` array of exactly `shape`."""
+    """Data pointer of a C-contiguous, aligned, native-order array of type
+    `typenum` and exactly `shape` (checked at C level: this runs on every
+    call, including single cell steps)."""
     if arr is None:
         if optional:
             return NULL
         raise ValueError(f"{name}: an array is required")
-    if not isinstance(arr, np.ndarray):
+    if not cnp.PyArray_Check(arr):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(arr).__name__}")
     cdef cnp.ndarray a = <cnp.ndarray>arr
-    if a.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {a.dtype}")
-    if arr.shape != shape:
+    if cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_ISBEHAVED_RO(a):
+        raise TypeError(f"{name}: expected native {np.dtype(cnp.PyArray_DescrFromType(typenum))}"
+                        f" data, got {a.dtype}")
+    cdef int nd = len(shape), k
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    if cnp.PyArray_NDIM(a) != nd:
         raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    for k in range(nd):
+        if dims[k] != <cnp.npy_intp>shape[k]:
+            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name}: expected a C-contiguous array")
     return cnp.PyArray_DATA(a)
 
 
-cdef int _dtype_code(object dtype) except -1:
-    if dtype == np.float32:
+cdef object _empty(tuple shape, int typenum):
+    """An uninitialised C-contiguous array (at most 3-D)."""
+    cdef cnp.npy_intp dims[3]
+    cdef int k, nd = len(shape)
+    for k in range(nd):
+        dims[k] = shape[k]
+    return cnp.PyArray_EMPTY(nd, dims, typenum, 0)
+
+
+cdef int _dtype_code(int typenum) except -1:
+    if typenum == cnp.NPY_FLOAT:
         return FL_FLOAT32
-    if dtype == np.float64:
+    if typenum == cnp.NPY_DOUBLE:
         return FL_FLOAT64
-    raise TypeError(f"x: expected float32 or float64, got {dtype}")
+    raise TypeError("x: expected float32 or float64")
 
 
 def gates(str cell):
@@ -149,43 +174,43 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
             bint training, int num_threads=1):
     """Run fl_forward. Returns (y, h_n, c_n or None, (gates, hprev, extra) or None)."""
     cdef fl_forward_args a
-    a.num_threads = num_threads
     cdef int code = CELLS[cell]
     cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
-    if not isinstance(x, np.ndarray) or (<cnp.ndarray>x).ndim != 3:
+    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
         raise ValueError("x: expected a 3-D numpy.ndarray")
-    T, B, I = x.shape
-    dtype = x.dtype
-    if not isinstance(w_ih, np.ndarray) or (<cnp.ndarray>w_ih).ndim != 2:
+    if not cnp.PyArray_Check(w_ih) or cnp.PyArray_NDIM(<cnp.ndarray>w_ih) != 2:
         raise ValueError("w_ih: expected a 2-D numpy.ndarray")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    T, B, I = x.shape
     H = w_ih.shape[0] // G
-    a.dtype = _dtype_code(dtype)
+    a.num_threads = num_threads
+    a.dtype = _dtype_code(tn)
     a.cell = code
     a.T, a.B, a.n_in, a.H = T, B, I, H
     a.reverse = reverse
-    a.x = _ptr("x", x, dtype, (T, B, I))
-    a.w_ih = _ptr("w_ih", w_ih, dtype, (G * H, I))
-    a.w_hh = _ptr("w_hh", w_hh, dtype, (G * H, H))
-    a.b_ih = _ptr("b_ih", b_ih, dtype, (G * H,), True)
-    a.b_hh = _ptr("b_hh", b_hh, dtype, (G * H,), True)
-    a.h0 = _ptr("h0", h0, dtype, (B, H), True)
-    a.c0 = _ptr("c0", c0, dtype, (B, H), True)
-    a.lengths = <const int64_t *>_ptr("lengths", lengths, np.int64, (B,), True)
-    y = np.empty((T, B, H), dtype)
-    h_n = np.empty((B, H), dtype)
-    c_n = np.empty((B, H), dtype) if code == FL_LSTM else None
-    a.y = <void *>_ptr("y", y, dtype, (T, B, H))
-    a.h_n = <void *>_ptr("h_n", h_n, dtype, (B, H))
-    a.c_n = <void *>_ptr("c_n", c_n, dtype, (B, H), True)
+    a.x = _ptr("x", x, tn, (T, B, I))
+    a.w_ih = _ptr("w_ih", w_ih, tn, (G * H, I))
+    a.w_hh = _ptr("w_hh", w_hh, tn, (G * H, H))
+    a.b_ih = _ptr("b_ih", b_ih, tn, (G * H,), True)
+    a.b_hh = _ptr("b_hh", b_hh, tn, (G * H,), True)
+    a.h0 = _ptr("h0", h0, tn, (B, H), True)
+    a.c0 = _ptr("c0", c0, tn, (B, H), True)
+    a.lengths = <const int64_t *>_ptr("lengths", lengths, cnp.NPY_INT64, (B,), True)
+    y = _empty((T, B, H), tn)
+    h_n = _empty((B, H), tn)
+    c_n = _empty((B, H), tn) if code == FL_LSTM else None
+    a.y = cnp.PyArray_DATA(<cnp.ndarray>y)
+    a.h_n = cnp.PyArray_DATA(<cnp.ndarray>h_n)
+    a.c_n = cnp.PyArray_DATA(<cnp.ndarray>c_n) if c_n is not None else NULL
     saved = None
     a.gates = a.hprev = a.extra = NULL
     if training:
-        g = np.empty((T, B, G * H), dtype)
-        hp = np.empty((T, B, H), dtype)
-        ex = np.empty((T, B, E * H), dtype)
-        a.gates = <void *>_ptr("gates", g, dtype, (T, B, G * H))
-        a.hprev = <void *>_ptr("hprev", hp, dtype, (T, B, H))
-        a.extra = <void *>_ptr("extra", ex, dtype, (T, B, E * H)) if E else NULL
+        g = _empty((T, B, G * H), tn)
+        hp = _empty((T, B, H), tn)
+        ex = _empty((T, B, E * H), tn)
+        a.gates = cnp.PyArray_DATA(<cnp.ndarray>g)
+        a.hprev = cnp.PyArray_DATA(<cnp.ndarray>hp)
+        a.extra = cnp.PyArray_DATA(<cnp.ndarray>ex) if E else NULL
         saved = (g, hp, ex)
     cdef int status
     with nogil:
@@ -198,45 +223,45 @@ def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc
              bint has_bias, int num_threads=1):
     """Run fl_backward. Returns (dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih, db_hh)."""
     cdef fl_backward_args a
-    a.num_threads = num_threads
     cdef int code = CELLS[cell]
     cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
-    if not isinstance(x, np.ndarray) or (<cnp.ndarray>x).ndim != 3:
+    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
         raise ValueError("x: expected a 3-D numpy.ndarray")
-    T, B, I = x.shape
-    dtype = x.dtype
-    if not isinstance(w_ih, np.ndarray) or (<cnp.ndarray>w_ih).ndim != 2:
+    if not cnp.PyArray_Check(w_ih) or cnp.PyArray_NDIM(<cnp.ndarray>w_ih) != 2:
         raise ValueError("w_ih: expected a 2-D numpy.ndarray")
+    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
+    T, B, I = x.shape
     H = w_ih.shape[0] // G
     g, hp, ex = saved
-    a.dtype = _dtype_code(dtype)
+    a.num_threads = num_threads
+    a.dtype = _dtype_code(tn)
     a.cell = code
     a.T, a.B, a.n_in, a.H = T, B, I, H
     a.reverse = reverse
-    a.x = _ptr("x", x, dtype, (T, B, I))
-    a.w_ih = _ptr("w_ih", w_ih, dtype, (G * H, I))
-    a.w_hh = _ptr("w_hh", w_hh, dtype, (G * H, H))
-    a.lengths = <const int64_t *>_ptr("lengths", lengths, np.int64, (B,), True)
-    a.gates = _ptr("gates", g, dtype, (T, B, G * H))
-    a.hprev = _ptr("hprev", hp, dtype, (T, B, H))
-    a.extra = _ptr("extra", ex, dtype, (T, B, E * H)) if E else NULL
-    a.dy = _ptr("dy", dy, dtype, (T, B, H), True)
-    a.dh_n = _ptr("dh_n", dh_n, dtype, (B, H), True)
-    a.dc_n = _ptr("dc_n", dc_n, dtype, (B, H), True)
-    dx = np.empty((T, B, I), dtype)
-    dh0 = np.empty((B, H), dtype)
-    dc0 = np.empty((B, H), dtype) if code == FL_LSTM else None
-    dw_ih = np.empty((G * H, I), dtype)
-    dw_hh = np.empty((G * H, H), dtype)
-    db_ih = np.empty(G * H, dtype) if has_bias else None
-    db_hh = np.empty(G * H, dtype) if has_bias else None
-    a.dx = <void *>_ptr("dx", dx, dtype, (T, B, I))
-    a.dh0 = <void *>_ptr("dh0", dh0, dtype, (B, H))
-    a.dc0 = <void *>_ptr("dc0", dc0, dtype, (B, H), True)
-    a.dw_ih = <void *>_ptr("dw_ih", dw_ih, dtype, (G * H, I))
-    a.dw_hh = <void *>_ptr("dw_hh", dw_hh, dtype, (G * H, H))
-    a.db_ih = <void *>_ptr("db_ih", db_ih, dtype, (G * H,), True)
-    a.db_hh = <void *>_ptr("db_hh", db_hh, dtype, (G * H,), True)
+    a.x = _ptr("x", x, tn, (T, B, I))
+    a.w_ih = _ptr("w_ih", w_ih, tn, (G * H, I))
+    a.w_hh = _ptr("w_hh", w_hh, tn, (G * H, H))
+    a.lengths = <const int64_t *>_ptr("lengths", lengths, cnp.NPY_INT64, (B,), True)
+    a.gates = _ptr("gates", g, tn, (T, B, G * H))
+    a.hprev = _ptr("hprev", hp, tn, (T, B, H))
+    a.extra = _ptr("extra", ex, tn, (T, B, E * H)) if E else NULL
+    a.dy = _ptr("dy", dy, tn, (T, B, H), True)
+    a.dh_n = _ptr("dh_n", dh_n, tn, (B, H), True)
+    a.dc_n = _ptr("dc_n", dc_n, tn, (B, H), True)
+    dx = _empty((T, B, I), tn)
+    dh0 = _empty((B, H), tn)
+    dc0 = _empty((B, H), tn) if code == FL_LSTM else None
+    dw_ih = _empty((G * H, I), tn)
+    dw_hh = _empty((G * H, H), tn)
+    db_ih = _empty((G * H,), tn) if has_bias else None
+    db_hh = _empty((G * H,), tn) if has_bias else None
+    a.dx = cnp.PyArray_DATA(<cnp.ndarray>dx)
+    a.dh0 = cnp.PyArray_DATA(<cnp.ndarray>dh0)
+    a.dc0 = cnp.PyArray_DATA(<cnp.ndarray>dc0) if dc0 is not None else NULL
+    a.dw_ih = cnp.PyArray_DATA(<cnp.ndarray>dw_ih)
+    a.dw_hh = cnp.PyArray_DATA(<cnp.ndarray>dw_hh)
+    a.db_ih = cnp.PyArray_DATA(<cnp.ndarray>db_ih) if has_bias else NULL
+    a.db_hh = cnp.PyArray_DATA(<cnp.ndarray>db_hh) if has_bias else NULL
     cdef int status
     with nogil:
         status = fl_backward(&a, &_blas)
@@ -249,9 +274,10 @@ def activation(str kind, x):
     cdef int code = {"sigmoid": FL_ACT_SIGMOID, "tanh": FL_ACT_TANH}[kind]
     src = np.ascontiguousarray(x)
     out = np.empty_like(src)
-    cdef const void *p_in = _ptr("x", src, src.dtype, src.shape)
-    cdef void *p_out = <void *>_ptr("out", out, src.dtype, src.shape)
-    cdef int dt = _dtype_code(src.dtype)
+    cdef int tn = _typenum(src.dtype)
+    cdef const void *p_in = _ptr("x", src, tn, src.shape)
+    cdef void *p_out = <void *>_ptr("out", out, tn, src.shape)
+    cdef int dt = _dtype_code(tn)
     cdef int64_t n = src.size
     cdef int status
     with nogil:

@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from . import _checks, _layers
+from . import _checks, _core, _layers
 from . import _fast as _default_impl
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"]
@@ -516,6 +516,17 @@ class _CellBase(_Module):
         if c0 is not None:
             c0 = self._state("hx[1] (c)", c0, B, unbatched)
         p = self._params
+        if (not self.training and self._impl is _default_impl and x3.flags.c_contiguous
+                and (h0 is None or h0.flags.c_contiguous)
+                and (c0 is None or c0.flags.c_contiguous)):
+            # inference step on the C kernels: every argument is already checked
+            # and contiguous, so go straight to the bridge (which re-checks
+            # shapes and types at C level) and skip the per-call Python checks
+            code = "rnn_" + self.nonlinearity if self.mode == "rnn" else self.mode
+            _, h, c, _ = _core.forward(code, x3, p["weight_ih"], p["weight_hh"],
+                                       p.get("bias_ih"), p.get("bias_hh"), h0, c0, None,
+                                       False, False, 1)
+            return (h[0], None if c is None else c[0]) if unbatched else (h, c)
         if self.mode == "lstm":
             _, h, c, cache = self._kfwd(x3, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
                                         p.get("bias_hh"), h0=h0, c0=c0,

@@ -561,3 +561,26 @@ def test_module_dropout_backward_matches_reference_impl():
 def test_public_exports():
     for name in ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "save", "load"):
         assert hasattr(fastlstm, name) and name in fastlstm.__all__
+
+
+@pytest.mark.parametrize("cls,kw", [(fastlstm.LSTMCell, {}), (fastlstm.GRUCell, {}),
+                                    (fastlstm.RNNCell, {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cell_inference_fast_path_matches_training_step(cls, kw, dtype):
+    # eval-mode steps take a shorter route into C; same numbers as the checked one
+    rng = np.random.default_rng(3)
+    cell = cls(5, 7, dtype=dtype, seed=1, **kw)
+    x = rng.standard_normal((3, 5)).astype(dtype)
+    h = rng.standard_normal((3, 7)).astype(dtype)
+    hx = (h, h * 0.5) if cls is fastlstm.LSTMCell else h
+    want = cell.train()(x, hx)
+    got = cell.eval()(x, hx)
+    hx0 = tuple(v[0] for v in hx) if isinstance(hx, tuple) else hx[0]
+    got_unbatched = cell(x[0], hx0)
+
+    def as_tuple(r):
+        return r if isinstance(r, tuple) else (r,)
+
+    for a, b, c in zip(as_tuple(got), as_tuple(want), as_tuple(got_unbatched)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, b[0])
