@@ -101,7 +101,7 @@ def check_lengths(lengths, T, B):
     if B and (arr.min() < 0 or arr.max() > T):
         raise ValueError(f"lengths: every length must lie in [0, T] = [0, {T}], "
                          f"got values from {arr.min()} to {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return np.require(arr, dtype=np.int64, requirements=("C", "A"))
 
 
 def check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, training,

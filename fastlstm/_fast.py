@@ -6,8 +6,8 @@ from . import _api, _core, _threads
 
 
 def _c(a):
-    """C-contiguous version of a (None stays None); copies only when needed."""
-    return None if a is None else np.ascontiguousarray(a)
+    """C-contiguous, aligned version of a (None stays None); copies only when needed."""
+    return None if a is None else np.require(a, requirements=("C", "A"))
 
 
 def _code(args):
