@@ -75,6 +75,10 @@ typedef struct {
 int fl_cell_gates(int cell);
 int fl_cell_extra(int cell);
 
+/* Rows of the training workspace: sum of the lengths (clamped to [0, T]), or
+ * T * B when lengths is NULL. */
+int64_t fl_workspace_rows(const int64_t *lengths, int T, int B);
+
 /*
  * Forward through time.
  *
@@ -84,14 +88,16 @@ int fl_cell_extra(int cell);
  *   y    (T, B, H)   hidden state at each step, zero at padded steps
  *   h_n  (B, H)      state after each sequence's last valid step
  *   c_n  (B, H)      LSTM cell state likewise; ignored (may be NULL) otherwise
- * Training workspace (all three NULL for inference, or all non-NULL):
- *   gates (T, B, G*H)   post-activation gates at each valid step
- *   hprev (T, B, H)     the state each valid step started from
- *   extra (T, B, E*H)   E = fl_cell_extra(cell); per cell:
+ * Training workspace (all three NULL for inference, or all non-NULL), with
+ * N = fl_workspace_rows(lengths, T, B) rows: one per valid step (t, b), in
+ * time-major order (t, then b); N = T * B and row t * B + b without lengths:
+ *   gates (N, G*H)   post-activation gates at each valid step
+ *   hprev (N, H)     the state each valid step started from
+ *   extra (N, E*H)   E = fl_cell_extra(cell); per cell:
  *                       LSTM  [c_prev | tanh(c)],  GRU  [W_hn h + b_hn],
  *                       RNN   nothing (E = 0, may be NULL)
- *   hprev is zero at padded steps; gates and extra there are unspecified
- *   (never read). The workspace is what fl_backward reads.
+ *   The workspace is what fl_backward reads. Ragged batches thus cost what
+ *   their valid steps cost: padded steps are neither computed nor stored.
  */
 typedef struct {
     int dtype, cell, T, B, n_in, H, reverse;  /* n_in is I (I clashes with complex.h) */

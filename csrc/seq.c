@@ -122,6 +122,29 @@ static int fl_sort_rows(const int64_t *lengths, int T, int B, int *perm, int *le
     return FL_OK;
 }
 
+/* Ragged batches keep only the valid steps: the N = sum(lengths) rows (t, b)
+ * with t < lengths[b], in time-major order (t, then b). idx[t * B + b] is the
+ * packed row of (t, b), or -1 at a padded step. Without lengths N = T * B and
+ * idx is the identity, so callers use it only when lengths are given. */
+static int64_t fl_pack_index(const int64_t *lengths, int T, int B, int *idx)
+{
+    int64_t n = 0;
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < B; b++)
+            idx[(size_t)t * B + b] = t < lengths[b] ? (int)n++ : -1;
+    return n;
+}
+
+int64_t fl_workspace_rows(const int64_t *lengths, int T, int B)
+{
+    if (!lengths)
+        return (int64_t)T * B;
+    int64_t n = 0;
+    for (int b = 0; b < B; b++)
+        n += lengths[b] < 0 ? 0 : (lengths[b] > T ? T : lengths[b]);
+    return n;
+}
+
 #define FL_TEMPLATE_FILE "seq.c"
 #include "fl_template.h"
 
@@ -225,7 +248,7 @@ typedef struct {
     const FL_REAL *w_hh, *b_ih, *b_hh;
     FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
     FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
-    const int *perm, *len;
+    const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
 } FL_NAME(fwd_ctx);
@@ -268,7 +291,8 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
                              r, GH);
         for (int j = 0; j < nact; j++) {
             int t = c->reverse ? c->len[j] - 1 - s : s;
-            size_t row = (size_t)t * B + c->perm[j];
+            size_t yrow = (size_t)t * B + c->perm[j];               /* in y */
+            size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;      /* in the workspace */
             if (c->training)
                 memcpy(c->hprev + row * H + u0, hin + (size_t)j * H + u0,
                        sizeof(FL_REAL) * (size_t)nu);
@@ -276,7 +300,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
                              : NULL;
             cell->fwd(nu, H, ldr, c->xp + row * GH + u0, r + (size_t)j * rrow, c->b_ih + u0,
                       c->b_hh + u0, hin + (size_t)j * H + u0, hout + (size_t)j * H + u0,
-                      c->cs ? c->cs + (size_t)j * H + u0 : NULL, c->y + row * H + u0, ex);
+                      c->cs ? c->cs + (size_t)j * H + u0 : NULL, c->y + yrow * H + u0, ex);
         }
         if (c->nthreads > 1)
             fl_barrier_wait(&c->bar);
@@ -309,14 +333,20 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
     const int pack = nthreads > 1 || (B <= FL_SMALL_M && T > 1);
 
+    /* N workspace rows: every (t, b), or with lengths only the valid ones */
+    const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
+    const int packed = a->lengths != NULL;
+
     /* scratch: [XP, ex (inference only) | R per thread | hs x 2 | cs | zero
-     * bias | w_hh^T slices], ints: perm, len */
-    size_t n_xp = training ? 0 : (size_t)T * B * GH + (size_t)B * EH;
+     * bias | w_hh^T slices | valid rows of x (ragged)], ints: perm, len, idx */
+    size_t n_xp = training ? 0 : N * GH + (size_t)B * EH;
     size_t n_r = (size_t)nthreads * B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
     size_t n_wt = pack ? (size_t)nthreads * H * GH : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + 1));
-    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
+    size_t n_xg = packed ? N * I : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) *
+                          (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_xg + 1));
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
         free(buf);
         free(ibuf);
@@ -331,7 +361,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.reverse = a->reverse, c.training = training, c.pack = pack;
     c.w_hh = w_hh;
     c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
-    c.ex = training ? NULL : buf + (size_t)T * B * GH;  /* per-step extra, discarded */
+    c.ex = training ? NULL : buf + N * GH;  /* per-step extra, discarded */
     c.r = buf + n_xp;
     c.hs[0] = c.r + n_r;
     c.hs[1] = c.hs[0] + n_h;
@@ -341,8 +371,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.y = y;
     c.hprev = a->hprev;
     c.extra = a->extra;
+    FL_REAL *xg = c.wt + n_wt;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
+    c.idx = packed ? ibuf + 2 * B : NULL;
     if (n_zero)
         memset(zero, 0, sizeof(FL_REAL) * n_zero);
     c.b_ih = a->b_ih ? (const FL_REAL *)a->b_ih : zero;
@@ -352,14 +384,17 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (st != FL_OK)
         goto done;
 
-    if (a->lengths) {  /* padded steps: y is zero, hprev must be finite (read by dW_hh) */
+    if (packed) {  /* padded steps: y is zero and x is never read */
         memset(y, 0, sizeof(FL_REAL) * (size_t)T * B * H);
-        if (training)
-            memset(a->hprev, 0, sizeof(FL_REAL) * (size_t)T * B * H);
+        fl_pack_index(a->lengths, T, B, (int *)c.idx);
+        for (size_t r = 0; r < (size_t)T * B; r++)
+            if (c.idx[r] >= 0)
+                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+        x = xg;
     }
 
-    /* 1. input projection of every step at once */
-    FL_NAME(fl_gemm)(blas, isa, 0, 1, T * B, GH, I, 1, x, I, w_ih, I, 0, c.xp, GH);
+    /* 1. input projection of every (valid) step at once */
+    FL_NAME(fl_gemm)(blas, isa, 0, 1, (int)N, GH, I, 1, x, I, w_ih, I, 0, c.xp, GH);
 
     FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
     if (c.cs)
@@ -406,7 +441,7 @@ typedef struct {
     int isa, T, B, H, G, EH, reverse, nthreads;
     const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
-    const int *perm, *len;
+    const int *perm, *len, *idx;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
 } FL_NAME(bwd_ctx);
@@ -430,10 +465,11 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
         FL_REAL *dgh = c->dgh[s & 1];
         for (int j = 0; j < nact; j++) {
             int t = c->reverse ? c->len[j] - 1 - s : s;
-            size_t row = (size_t)t * B + c->perm[j];
+            size_t yrow = (size_t)t * B + c->perm[j];
+            size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;
             FL_REAL *dhj = c->dh + (size_t)j * H + u0;
             if (c->dy) {
-                const FL_REAL *dyr = c->dy + row * H + u0;
+                const FL_REAL *dyr = c->dy + yrow * H + u0;
                 for (int k = 0; k < nu; k++)
                     dhj[k] += dyr[k];
             }
@@ -479,11 +515,17 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
 
-    /* scratch: [dgx (T*B x GH) | dgh full (GRU) | dgh step x 2 | dh | dc] */
-    size_t n_full = (size_t)T * B * GH, n_split = cell->split_dgh ? n_full : 0;
+    const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
+    const int packed = a->lengths != NULL;
+
+    /* scratch: [dgx (N x GH) | dgh full (GRU) | dgh step x 2 | dh | dc | valid
+     * rows of x and dx (ragged)], ints: perm, len, idx */
+    size_t n_full = N * GH, n_split = cell->split_dgh ? n_full : 0;
     size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c + 1));
-    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + 1));
+    size_t n_xg = packed ? 2 * N * I : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) *
+                          (n_full + n_split + 2 * n_step + n_h + n_c + n_xg + 1));
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
         free(buf);
         free(ibuf);
@@ -500,14 +542,16 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.dgh[1] = c.dgh[0] + n_step;
     c.dh = c.dgh[1] + n_step;
     c.dc = cell->has_c ? c.dh + n_h : NULL;
+    FL_REAL *xg = (c.dc ? c.dc + n_c : c.dh + n_h), *dxg = xg + N * I;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
+    c.idx = packed ? ibuf + 2 * B : NULL;
 
     int st = fl_sort_rows(a->lengths, T, B, perm, len);
     if (st != FL_OK)
         goto done;
-    if (a->lengths)  /* padded steps contribute nothing to the GEMMs below */
-        memset(buf, 0, sizeof(FL_REAL) * (n_full + n_split));
+    if (packed)
+        fl_pack_index(a->lengths, T, B, (int *)c.idx);
 
     FL_NAME(permute_rows)(c.dh, a->dh_n, perm, B, H, 0);
     if (c.dc)
@@ -527,35 +571,33 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (c.dc)
         FL_NAME(permute_rows)(dc0, c.dc, perm, B, H, 1);
 
-    /* whole-sequence products; with lengths, x's padded rows (ignored by the
-     * forward, possibly NaN or inf) are replaced by zeros for dw_ih, since
-     * 0 * NaN would still be NaN */
-    int TB = T * B;
-    if (a->lengths) {
-        FL_REAL *xz = malloc(sizeof(FL_REAL) * ((size_t)TB * I + 1));
-        if (!xz) {
-            st = FL_ERR_NOMEM;
-            goto done;
+    /* whole-sequence products over the N valid rows; with lengths, x's valid
+     * rows are gathered (its padded rows, possibly NaN or inf, are never
+     * read) and dx is scattered back with zeros at padded steps */
+    if (packed) {
+        for (size_t r = 0; r < (size_t)T * B; r++)
+            if (c.idx[r] >= 0)
+                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+        x = xg;
+    }
+    FL_NAME(fl_gemm)(blas, isa, 0, 0, (int)N, I, GH, 1, c.dgx, GH, w_ih, I, 0,
+                     packed ? dxg : (FL_REAL *)a->dx, I);
+    if (packed) {
+        FL_REAL *dx = a->dx;
+        for (size_t r = 0; r < (size_t)T * B; r++) {
+            if (c.idx[r] >= 0)
+                memcpy(dx + r * I, dxg + (size_t)c.idx[r] * I, sizeof(FL_REAL) * (size_t)I);
+            else
+                memset(dx + r * I, 0, sizeof(FL_REAL) * (size_t)I);
         }
-        for (int t = 0; t < T; t++)
-            for (int b = 0; b < B; b++) {
-                size_t row = (size_t)t * B + b;
-                if (t < a->lengths[b])
-                    memcpy(xz + row * I, x + row * I, sizeof(FL_REAL) * (size_t)I);
-                else
-                    memset(xz + row * I, 0, sizeof(FL_REAL) * (size_t)I);
-            }
-        x = xz;
     }
-    FL_NAME(fl_gemm)(blas, isa, 0, 0, TB, I, GH, 1, c.dgx, GH, w_ih, I, 0, a->dx, I);
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, TB, 1, c.dgx, GH, x, I, 0, a->dw_ih, I);
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, TB, 1, c.dgh_full, GH, c.hprev, H, 0, a->dw_hh, H);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, (int)N, 1, c.dgx, GH, x, I, 0, a->dw_ih, I);
+    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, (int)N, 1, c.dgh_full, GH, c.hprev, H, 0,
+                     a->dw_hh, H);
     if (a->db_ih) {
-        FL_NAME(col_sums)(a->db_ih, c.dgx, (size_t)TB, GH);
-        FL_NAME(col_sums)(a->db_hh, c.dgh_full, (size_t)TB, GH);
+        FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH);
+        FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH);
     }
-    if (x != a->x)
-        free((void *)x);
 done:
     free(buf);
     free(ibuf);

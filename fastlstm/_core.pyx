@@ -85,6 +85,7 @@ cdef extern from "fastlstm.h" nogil:
     int fl_activation(int dtype, int kind, int64_t n, const void *inp, void *out)
     int fl_cell_gates(int cell)
     int fl_cell_extra(int cell)
+    int64_t fl_workspace_rows(const int64_t *lengths, int T, int B)
     int fl_forward(const fl_forward_args *a, const fl_blas *blas)
     int fl_backward(const fl_backward_args *a, const fl_blas *blas)
 
@@ -204,10 +205,11 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
     a.c_n = cnp.PyArray_DATA(<cnp.ndarray>c_n) if c_n is not None else NULL
     saved = None
     a.gates = a.hprev = a.extra = NULL
-    if training:
-        g = _empty((T, B, G * H), tn)
-        hp = _empty((T, B, H), tn)
-        ex = _empty((T, B, E * H), tn)
+    if training:  # one workspace row per valid step (all T*B without lengths)
+        N = fl_workspace_rows(a.lengths, T, B)
+        g = _empty((N, G * H), tn)
+        hp = _empty((N, H), tn)
+        ex = _empty((N, E * H), tn)
         a.gates = cnp.PyArray_DATA(<cnp.ndarray>g)
         a.hprev = cnp.PyArray_DATA(<cnp.ndarray>hp)
         a.extra = cnp.PyArray_DATA(<cnp.ndarray>ex) if E else NULL
@@ -242,9 +244,10 @@ def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc
     a.w_ih = _ptr("w_ih", w_ih, tn, (G * H, I))
     a.w_hh = _ptr("w_hh", w_hh, tn, (G * H, H))
     a.lengths = <const int64_t *>_ptr("lengths", lengths, cnp.NPY_INT64, (B,), True)
-    a.gates = _ptr("gates", g, tn, (T, B, G * H))
-    a.hprev = _ptr("hprev", hp, tn, (T, B, H))
-    a.extra = _ptr("extra", ex, tn, (T, B, E * H)) if E else NULL
+    N = fl_workspace_rows(a.lengths, T, B)
+    a.gates = _ptr("gates", g, tn, (N, G * H))
+    a.hprev = _ptr("hprev", hp, tn, (N, H))
+    a.extra = _ptr("extra", ex, tn, (N, E * H)) if E else NULL
     a.dy = _ptr("dy", dy, tn, (T, B, H), True)
     a.dh_n = _ptr("dh_n", dh_n, tn, (B, H), True)
     a.dc_n = _ptr("dc_n", dc_n, tn, (B, H), True)
