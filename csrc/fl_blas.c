@@ -50,6 +50,48 @@ void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL b
         FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
 }
 
+size_t FL_NAME(fl_panel_size)(int K, int N)
+{
+    return (size_t)((N + FL_PW - 1) / FL_PW) * FL_PW * (size_t)K;
+}
+
+void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
+                             int H, int u0, int nu, FL_REAL *P)
+{
+    for (int n0 = 0; n0 < N; n0 += FL_PW) {
+        FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
+        for (int l = 0; l < FL_PW; l++) {
+            int n = n0 + l;
+            if (n >= N) {
+                for (int k = 0; k < K; k++)
+                    panel[(size_t)k * FL_PW + l] = 0;
+            } else if (by_rows) {
+                const FL_REAL *row = src + (size_t)((n / nu) * H + u0 + n % nu) * ld;
+                for (int k = 0; k < K; k++)
+                    panel[(size_t)k * FL_PW + l] = row[k];
+            } else {
+                for (int k = 0; k < K; k++)
+                    panel[(size_t)k * FL_PW + l] = src[(size_t)k * ld + u0 + n];
+            }
+        }
+    }
+}
+
+void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const FL_REAL *A,
+                            int lda, const FL_REAL *P, FL_REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+#if FL_X86_DISPATCH
+    if (isa == FL_ISA_AVX512)
+        FL_NAME_ISA(fl_panel_gemm, _avx512)(M, N, K, accumulate, A, lda, P, C, ldc);
+    else if (isa == FL_ISA_AVX2)
+        FL_NAME_ISA(fl_panel_gemm, _avx2)(M, N, K, accumulate, A, lda, P, C, ldc);
+    else
+#endif
+        FL_NAME_ISA(fl_panel_gemm, _generic)(M, N, K, accumulate, A, lda, P, C, ldc);
+}
+
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,

@@ -26,6 +26,8 @@
 #ifdef FL_KERNEL_EMIT
 #undef FL_KERNEL_EMIT
 
+#define FL_PW (FL_PANEL_BYTES / (int)sizeof(FL_REAL))  /* values per panel row */
+
 /* ---- BLAS bridge (fl_blas.c) ----
  * Row-major C (M x N) = alpha * op(A) @ op(B) + beta * C, where op(A) is
  * M x K and op(B) is K x N; trans_a / trans_b nonzero mean "use the transpose
@@ -38,6 +40,17 @@
 void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
                             const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
                             FL_REAL *C, int ldc);
+/* Panels of B (FL_PW values wide) for fl_gemm_panel: the K x N matrix
+ * B[k][n] = src[rowof(n) * ld + k] when `by_rows` (each column n of B is the
+ * row rowof(n) of src, rowof(n) = (n / nu) * H + u0 + n % nu: the units
+ * u0..u0+nu of every gate of w_hh), else B[k][n] = src[k * ld + u0 + n]
+ * (columns u0..u0+N of src). P holds fl_panel_size(K, N) values. */
+size_t FL_NAME(fl_panel_size)(int K, int N);
+void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
+                             int H, int u0, int nu, FL_REAL *P);
+/* C (M x N) = A @ B (+ C when accumulate), B packed by fl_pack_panels */
+void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const FL_REAL *A,
+                            int lda, const FL_REAL *P, FL_REAL *C, int ldc);
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
@@ -96,6 +109,10 @@ typedef struct {
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_gru_cell, isa);                   \
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_tanh_cell, isa);              \
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_relu_cell, isa);              \
+    void FL_NAME_ISA(fl_panel_gemm, isa)(int M, int N, int K, int accumulate,       \
+                                         const FL_REAL *restrict A, int lda,        \
+                                         const FL_REAL *restrict P,                 \
+                                         FL_REAL *restrict C, int ldc);             \
     void FL_NAME_ISA(fl_small_gemm, isa)(int trans_b, int M, int N, int K,          \
                                          FL_REAL beta, const FL_REAL *restrict A,   \
                                          int lda, const FL_REAL *restrict B,        \

@@ -18,6 +18,15 @@ int fl_isa(void);
 #define FL_SMALL_M 4
 #endif
 
+/* Batches up to this size run the per-step forward product on w_hh^T packed
+ * once per call (fl_small_gemm) rather than through a BLAS call per step. */
+#ifndef FL_PACK_MAX_B
+#define FL_PACK_MAX_B 64
+#endif
+
+/* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
+#define FL_PANEL_BYTES 128
+
 /* ---- threads (fl_threads.c) ---- */
 #define FL_MAX_THREADS 64
 /* per-step multiply-adds (B * G*H * H) below which one thread is used */

@@ -144,6 +144,72 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
     }
 }
 
+/* ---- products with B in panels ----
+ * A K x N matrix stored as panels of FL_PW columns (FL_PW * sizeof = 128
+ * bytes): panel p holds columns p*FL_PW.. as K contiguous rows of FL_PW
+ * values (zero past column N). Streaming a panel touches consecutive memory,
+ * whatever N is, so large power-of-two row strides cannot make the rows of B
+ * fight over the same cache sets. fl_pack_panels (seq.c) builds them. */
+#define FL_PNR (FL_PW / FL_VL)          /* registers per panel row */
+#define FL_PMR (8 / FL_PNR)             /* rows of A per block: 8 accumulators */
+
+static inline void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict A, int lda,
+                                         const FL_REAL *restrict P, int accumulate, int nw,
+                                         FL_REAL *restrict C, int ldc)
+{
+    FL_INAME(fl_vec) acc[FL_PMR][FL_PNR], b[FL_PNR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < FL_PNR; j++)
+            memcpy(&b[j], P + (size_t)k * FL_PW + j * FL_VL, sizeof b[j]);
+        for (int r = 0; r < FL_PMR; r++) {
+            if (r < mr) {
+                FL_REAL ark = A[(size_t)r * lda + k];
+                for (int j = 0; j < FL_PNR; j++)
+                    acc[r][j] += ark * b[j];
+            }
+        }
+    }
+    for (int r = 0; r < mr && r < FL_PMR; r++) {
+        FL_REAL out[FL_PW];
+        memcpy(out, acc[r], sizeof out);
+        FL_REAL *c = C + (size_t)r * ldc;
+        if (accumulate)
+            for (int l = 0; l < nw; l++)
+                c[l] += out[l];
+        else
+            memcpy(c, out, sizeof(FL_REAL) * (size_t)nw);
+    }
+}
+
+/* C (M x N) (= or +=) A (M x K) @ B, B given as panels. K is cut into
+ * chunks of FL_KC rows so that the chunk of a panel every block of rows of A
+ * streams (FL_KC * 128 bytes) stays in L1 across those blocks. */
+#define FL_KC 192
+void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
+                             int lda, const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
+{
+    for (int n0 = 0; n0 < N; n0 += FL_PW) {
+        const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
+        int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+        for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
+            int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
+            int acc = accumulate || k0 > 0;
+            const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
+            int m0 = 0;
+            for (; m0 + FL_PMR <= M; m0 += FL_PMR)
+                FL_INAME(panel_block)(FL_PMR, kc, A + (size_t)m0 * lda + k0, lda, pk, acc, nw,
+                                      C + (size_t)m0 * ldc + n0, ldc);
+            if (m0 < M)
+                FL_INAME(panel_block)(M - m0, kc, A + (size_t)m0 * lda + k0, lda, pk, acc, nw,
+                                      C + (size_t)m0 * ldc + n0, ldc);
+        }
+    }
+}
+#undef FL_KC
+
+#undef FL_PNR
+#undef FL_PMR
 #undef FL_VL
 #undef FL_MR
 #undef FL_NR

@@ -261,20 +261,14 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, G = c->G, GH = G * H, EH = c->EH;
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
     const FL_NAME(fl_cell) *cell = c->cell;
-    /* this thread's R and packed weights (GH / H*GH-sized slots per thread) */
+    /* this thread's R and packed weights (one slot of each per thread) */
     FL_REAL *r = c->r + (size_t)tid * B * GH;
-    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * H * GH : NULL;
+    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * FL_NAME(fl_panel_size)(H, GH) : NULL;
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
 
-    if (wt)  /* wt[k][g*nu + n] = w_hh[g*H + u0 + n][k], in tiles to stay in cache */
-        for (int g = 0; g < G; g++)
-            for (int n0 = 0; n0 < nu; n0 += 16)
-                for (int k0 = 0; k0 < H; k0 += 16)
-                    for (int n = n0; n < nu && n < n0 + 16; n++)
-                        for (int k = k0; k < H && k < k0 + 16; k++)
-                            wt[(size_t)k * GN + g * nu + n] =
-                                c->w_hh[(size_t)(g * H + u0 + n) * H + k];
+    if (wt)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
+        FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu, wt);
 
     int nact = B;
     for (int s = 0; s < c->T; s++) {
@@ -285,7 +279,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
         const FL_REAL *hin = c->hs[s & 1];
         FL_REAL *hout = c->hs[(s + 1) & 1];
         if (wt)
-            FL_NAME(fl_gemm_small)(c->isa, 0, nact, GN, H, 0, hin, H, wt, GN, r, GN);
+            FL_NAME(fl_gemm_panel)(c->isa, nact, GN, H, 0, hin, H, wt, r, GN);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
                              r, GH);
@@ -331,7 +325,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * (fl_small_gemm), as it also does on one thread at small batch, where a
      * BLAS call costs more than the arithmetic. */
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
-    const int pack = nthreads > 1 || (B <= FL_SMALL_M && T > 1);
+    const int pack = nthreads > 1 || (B <= FL_PACK_MAX_B && T > 1);
 
     /* N workspace rows: every (t, b), or with lengths only the valid ones */
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
@@ -342,7 +336,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     size_t n_xp = training ? 0 : N * GH + (size_t)B * EH;
     size_t n_r = (size_t)nthreads * B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
-    size_t n_wt = pack ? (size_t)nthreads * H * GH : 0;
+    size_t n_wt = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(H, GH) : 0;
     size_t n_xg = packed ? N * I : 0;
     FL_REAL *buf = malloc(sizeof(FL_REAL) *
                           (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_xg + 1));
@@ -438,9 +432,10 @@ static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int c
 typedef struct {
     const FL_NAME(fl_cell) *cell;
     const fl_blas *blas;
-    int isa, T, B, H, G, EH, reverse, nthreads;
+    int isa, T, B, H, G, EH, reverse, nthreads, pack;
     const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
+    FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack) */
     const int *perm, *len, *idx;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
@@ -456,6 +451,9 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
     const FL_NAME(fl_cell) *cell = c->cell;
+    FL_REAL *wp = c->pack ? c->wp + (size_t)tid * FL_NAME(fl_panel_size)(GH, H) : NULL;
+    if (wp)  /* this thread's units' columns of w_hh (GH x nu) */
+        FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu, wp);
     int nact = 0;
     for (int s = c->T - 1; s >= 0; s--) {
         while (nact < B && c->len[nact] > s)
@@ -485,8 +483,8 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
             fl_barrier_wait(&c->bar);
         /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
         FL_REAL beta = cell->has_direct ? 1 : 0;
-        if (nact <= FL_SMALL_M || c->nthreads > 1)
-            FL_NAME(fl_gemm_small)(c->isa, 0, nact, nu, GH, beta, dgh, GH, c->w_hh + u0, H,
+        if (wp)
+            FL_NAME(fl_gemm_panel)(c->isa, nact, nu, GH, cell->has_direct, dgh, GH, wp,
                                    c->dh + u0, H);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
@@ -514,6 +512,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         return FL_ERR_ARG;
 
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
+    const int pack = nthreads > 1 || (B <= FL_PACK_MAX_B && T > 1);
 
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
     const int packed = a->lengths != NULL;
@@ -523,8 +522,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t n_full = N * GH, n_split = cell->split_dgh ? n_full : 0;
     size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_xg = packed ? 2 * N * I : 0;
+    size_t n_wp = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(GH, H) : 0;
     FL_REAL *buf = malloc(sizeof(FL_REAL) *
-                          (n_full + n_split + 2 * n_step + n_h + n_c + n_xg + 1));
+                          (n_full + n_split + 2 * n_step + n_h + n_c + n_xg + n_wp + 1));
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
         free(buf);
@@ -543,6 +543,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.dh = c.dgh[1] + n_step;
     c.dc = cell->has_c ? c.dh + n_h : NULL;
     FL_REAL *xg = (c.dc ? c.dc + n_c : c.dh + n_h), *dxg = xg + N * I;
+    c.wp = xg + n_xg;
+    c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
     c.idx = packed ? ibuf + 2 * B : NULL;
