@@ -1,6 +1,5 @@
 """The `fastlstm` command."""
 
-import argparse
 import sys
 
 
@@ -9,8 +8,10 @@ def main(argv=None):
     if argv[:1] == ["bench"]:  # every further argument belongs to fastlstm.bench
         from . import bench
         return bench.main(argv[1:], prog="fastlstm bench")
-    parser = argparse.ArgumentParser(prog="fastlstm", description="Fast CPU LSTM, GRU and RNN kernels.")
+    from . import commands  # demo, tutorial, train-text, generate
+    parser = commands.Parser(prog="fastlstm", description="Fast CPU LSTM, GRU and RNN kernels.")
     sub = parser.add_subparsers(dest="command", required=True)
+    commands.add_parsers(sub)
     p = sub.add_parser("selfcheck", help="check the C kernels against the NumPy reference and time both")
     p.add_argument("--T", type=int, default=50)
     p.add_argument("--B", type=int, default=16)
@@ -25,6 +26,8 @@ def main(argv=None):
         if min(args.T, args.B, args.I, args.H) < 1:
             parser.error("sizes must be positive")
         return selfcheck.main(args.T, args.B, args.I, args.H)
+    if args.command in commands.COMMANDS:
+        return commands.run(args)
     return 2
 
 
