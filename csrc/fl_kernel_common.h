@@ -31,7 +31,7 @@ int fl_isa(void);
 #define FL_MAX_THREADS 64
 /* per-step multiply-adds (B * G*H * H) below which one thread is used */
 #ifndef FL_THREAD_MIN_WORK
-#define FL_THREAD_MIN_WORK 32768.0
+#define FL_THREAD_MIN_WORK 131072.0
 #endif
 /* batches above this leave the per-step product to the BLAS */
 #ifndef FL_THREAD_MAX_B

@@ -41,7 +41,7 @@ void fl_barrier_wait(fl_barrier *b)
     }
     unsigned spins = 0;
     while (atomic_load(&b->phase) == phase) {
-        if (++spins < 2000)
+        if (++spins < 20000)
             fl_cpu_relax();
         else {
 #ifdef FL_HAVE_PTHREADS

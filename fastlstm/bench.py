@@ -126,7 +126,7 @@ class ThreadSettings:
 
     ``apply(n)`` limits the BLAS and OpenMP pools (threadpoolctl, or a ctypes
     fallback for OpenBLAS), calls ``torch.set_num_threads(n)`` when torch is
-    loaded and ``fastlstm.set_num_threads(n)`` when fastlstm has it. ONNX
+    loaded; fastlstm then runs on the BLAS's threads (its own stay at 1). ONNX
     Runtime sessions read ``n`` when they are made (see :func:`ort_session`).
     ``restore()`` undoes all of it.
     """
@@ -155,10 +155,12 @@ class ThreadSettings:
                 self._torch_orig = torch.get_num_threads()
             torch.set_num_threads(n)
         if hasattr(fastlstm, "set_num_threads"):
+            # fastlstm runs on the BLAS's n threads; its own per-step threads
+            # stay off, since the two pools on the same cores slow each other
+            # down (see fastlstm.set_num_threads)
             if self._fast_orig is None and hasattr(fastlstm, "get_num_threads"):
                 self._fast_orig = fastlstm.get_num_threads()
-            fastlstm.set_num_threads(n)
-            self.method += " + fastlstm.set_num_threads"
+            fastlstm.set_num_threads(1)
 
     def restore_blas(self):
         if self._limiter is not None:
