@@ -11,6 +11,7 @@
 #define FL_TEMPLATE_FILE "fl_blas.c"
 #include "fl_template.h"
 #else
+#include <stdlib.h>
 #include "fl_kernel.h"
 
 
@@ -90,6 +91,41 @@ void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const 
     else
 #endif
         FL_NAME_ISA(fl_panel_gemm, _generic)(M, N, K, accumulate, A, lda, P, C, ldc);
+}
+
+int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
+                           int M, int N, int K, const FL_REAL *A, int lda,
+                           const FL_REAL *B, int ldb, FL_REAL *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return FL_OK;
+    if ((double)M * N * K > FL_OWN_GEMM_MAX || K <= 0 || (M <= FL_SMALL_M && !trans_a)) {
+        /* large (the BLAS), or a few rows (fl_gemm's own path, no packing) */
+        FL_NAME(fl_gemm)(blas, isa, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 0, C, ldc);
+        return FL_OK;
+    }
+    /* op(B) (K x N) in panels; op(A) as a plain row-major M x K matrix */
+    size_t n_p = FL_NAME(fl_panel_size)(K, N), n_a = trans_a ? (size_t)M * K : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_p + n_a + 1));
+    if (!buf)
+        return FL_ERR_NOMEM;
+    FL_REAL *P = buf, *At = buf + n_p;
+    if (trans_b)  /* column n of op(B) is row n of B */
+        FL_NAME(fl_pack_panels)(B, ldb, K, N, 1, 0, 0, N, P);
+    else
+        FL_NAME(fl_pack_panels)(B, ldb, K, N, 0, 0, 0, N, P);
+    if (trans_a) {  /* A is K x M: transpose it, in tiles */
+        for (int k0 = 0; k0 < K; k0 += 16)
+            for (int m0 = 0; m0 < M; m0 += 16)
+                for (int k = k0; k < K && k < k0 + 16; k++)
+                    for (int m = m0; m < M && m < m0 + 16; m++)
+                        At[(size_t)m * K + k] = A[(size_t)k * lda + m];
+        A = At;
+        lda = K;
+    }
+    FL_NAME(fl_gemm_panel)(isa, M, N, K, 0, A, lda, P, C, ldc);
+    free(buf);
+    return FL_OK;
 }
 
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,

@@ -51,6 +51,13 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
 /* C (M x N) = A @ B (+ C when accumulate), B packed by fl_pack_panels */
 void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const FL_REAL *A,
                             int lda, const FL_REAL *P, FL_REAL *C, int ldc);
+/* A whole-sequence product C = op(A) op(B) (alpha 1, beta 0): through the
+ * BLAS when it is large, else on fl_panel_gemm in this thread (B packed, A
+ * transposed when needed), which spares a small product the wake-up of the
+ * BLAS's thread pool. Returns FL_OK or FL_ERR_NOMEM. */
+int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
+                           int M, int N, int K, const FL_REAL *A, int lda,
+                           const FL_REAL *B, int ldb, FL_REAL *C, int ldc);
 void FL_NAME(fl_gemm)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                       int M, int N, int K, FL_REAL alpha,
                       const FL_REAL *A, int lda, const FL_REAL *B, int ldb,

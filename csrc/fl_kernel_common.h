@@ -24,6 +24,12 @@ int fl_isa(void);
 #define FL_PACK_MAX_B 64
 #endif
 
+/* Whole-sequence products of at most this many multiply-adds run on
+ * fastlstm's own kernel rather than the BLAS (fl_gemm_whole). */
+#ifndef FL_OWN_GEMM_MAX
+#define FL_OWN_GEMM_MAX 4194304.0
+#endif
+
 /* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
 #define FL_PANEL_BYTES 128
 

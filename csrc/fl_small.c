@@ -182,6 +182,40 @@ static inline void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict 
     }
 }
 
+/* One row of A against up to 4 panels at once (np of them): with a single
+ * row, one panel alone would give only FL_PNR accumulators, too few to hide
+ * the latency of the multiply-adds. c receives columns n0.. of the row. */
+static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_REAL *restrict a,
+                                        const FL_REAL *restrict P, int accumulate,
+                                        FL_REAL *restrict c)
+{
+    FL_INAME(fl_vec) acc[4][FL_PNR], b;
+    memset(acc, 0, sizeof acc);
+    const size_t ps = (size_t)K * FL_PW;  /* values per panel */
+    for (int k = 0; k < K; k++) {
+        FL_REAL ak = a[k];
+        for (int q = 0; q < 4; q++) {
+            if (q < np) {
+                for (int j = 0; j < FL_PNR; j++) {
+                    memcpy(&b, P + q * ps + (size_t)k * FL_PW + j * FL_VL, sizeof b);
+                    acc[q][j] += ak * b;
+                }
+            }
+        }
+    }
+    for (int q = 0; q < np && q < 4; q++) {
+        FL_REAL out[FL_PW];
+        memcpy(out, acc[q], sizeof out);
+        int start = n0 + q * FL_PW, nw = N - start < FL_PW ? N - start : FL_PW;
+        FL_REAL *cq = c + q * FL_PW;
+        if (accumulate)
+            for (int l = 0; l < nw; l++)
+                cq[l] += out[l];
+        else
+            memcpy(cq, out, sizeof(FL_REAL) * (size_t)nw);
+    }
+}
+
 /* C (M x N) (= or +=) A (M x K) @ B, B given as panels. K is cut into
  * chunks of FL_KC rows so that the chunk of a panel every block of rows of A
  * streams (FL_KC * 128 bytes) stays in L1 across those blocks. */
@@ -189,6 +223,15 @@ static inline void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict 
 void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
                              int lda, const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
 {
+    if (M < FL_PMR) {  /* a row or two (batch 1 streaming): 4 panels at a time */
+        int npan = (N + FL_PW - 1) / FL_PW;
+        for (int m = 0; m < M; m++)
+            for (int p = 0; p < npan; p += 4)
+                FL_INAME(panel_row4)(npan - p < 4 ? npan - p : 4, N, p * FL_PW, K,
+                                     A + (size_t)m * lda, P + (size_t)p * K * FL_PW,
+                                     accumulate, C + (size_t)m * ldc + (size_t)p * FL_PW);
+        return;
+    }
     for (int n0 = 0; n0 < N; n0 += FL_PW) {
         const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
         int nw = N - n0 < FL_PW ? N - n0 : FL_PW;

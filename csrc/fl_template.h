@@ -52,29 +52,7 @@
 #define FL_REAL float
 #define FL_SUFFIX _f32
 #define FL_IS_FLOAT 1
-#define FL_ISA _generic
-#define FL_VEC_BYTES 16
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#if FL_TEMPLATE_PASSES == 2 && FL_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FL_ISA _avx2
-#define FL_VEC_BYTES 32
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
-#define FL_ISA _avx512
-#define FL_VEC_BYTES 64
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#pragma GCC pop_options
-#endif
+#include "fl_template_isa.h"
 #undef FL_REAL
 #undef FL_SUFFIX
 #undef FL_IS_FLOAT
@@ -83,29 +61,7 @@
 #define FL_REAL double
 #define FL_SUFFIX _f64
 #define FL_IS_FLOAT 0
-#define FL_ISA _generic
-#define FL_VEC_BYTES 16
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#if FL_TEMPLATE_PASSES == 2 && FL_X86_DISPATCH
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FL_ISA _avx2
-#define FL_VEC_BYTES 32
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")
-#define FL_ISA _avx512
-#define FL_VEC_BYTES 64
-#include FL_TEMPLATE_FILE
-#undef FL_ISA
-#undef FL_VEC_BYTES
-#pragma GCC pop_options
-#endif
+#include "fl_template_isa.h"
 #undef FL_REAL
 #undef FL_SUFFIX
 #undef FL_IS_FLOAT

@@ -171,15 +171,20 @@ int fl_isa(void)
     return FL_ISA_GENERIC;
 }
 
+/* What both entry points check before running anything. */
+static int fl_enter(int dtype, int cell, int T, int B, int I, int H)
+{
+    int st = fl_check_sizes(cell, T, B, I, H);
+    if (st == FL_OK && dtype != FL_FLOAT32 && dtype != FL_FLOAT64)
+        st = FL_ERR_DTYPE;
+    return st;
+}
+
 int fl_forward(const fl_forward_args *a, const fl_blas *blas)
 {
-    if (!a)
-        return FL_ERR_ARG;
-    int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
+    int st = a ? fl_enter(a->dtype, a->cell, a->T, a->B, a->n_in, a->H) : FL_ERR_ARG;
     if (st != FL_OK)
         return st;
-    if (a->dtype != FL_FLOAT32 && a->dtype != FL_FLOAT64)
-        return FL_ERR_DTYPE;
     unsigned mode = fl_denormals_off();
     st = a->dtype == FL_FLOAT32 ? forward_f32(a, blas) : forward_f64(a, blas);
     fl_denormals_restore(mode);
@@ -188,13 +193,9 @@ int fl_forward(const fl_forward_args *a, const fl_blas *blas)
 
 int fl_backward(const fl_backward_args *a, const fl_blas *blas)
 {
-    if (!a)
-        return FL_ERR_ARG;
-    int st = fl_check_sizes(a->cell, a->T, a->B, a->n_in, a->H);
+    int st = a ? fl_enter(a->dtype, a->cell, a->T, a->B, a->n_in, a->H) : FL_ERR_ARG;
     if (st != FL_OK)
         return st;
-    if (a->dtype != FL_FLOAT32 && a->dtype != FL_FLOAT64)
-        return FL_ERR_DTYPE;
     unsigned mode = fl_denormals_off();
     st = a->dtype == FL_FLOAT32 ? backward_f32(a, blas) : backward_f64(a, blas);
     fl_denormals_restore(mode);
@@ -388,7 +389,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     }
 
     /* 1. input projection of every (valid) step at once */
-    FL_NAME(fl_gemm)(blas, isa, 0, 1, (int)N, GH, I, 1, x, I, w_ih, I, 0, c.xp, GH);
+    st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 1, (int)N, GH, I, x, I, w_ih, I, c.xp, GH);
+    if (st != FL_OK)
+        goto done;
 
     FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
     if (c.cs)
@@ -582,8 +585,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
                 memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
         x = xg;
     }
-    FL_NAME(fl_gemm)(blas, isa, 0, 0, (int)N, I, GH, 1, c.dgx, GH, w_ih, I, 0,
-                     packed ? dxg : (FL_REAL *)a->dx, I);
+    st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 0, (int)N, I, GH, c.dgx, GH, w_ih, I,
+                                packed ? dxg : (FL_REAL *)a->dx, I);
     if (packed) {
         FL_REAL *dx = a->dx;
         for (size_t r = 0; r < (size_t)T * B; r++) {
@@ -593,9 +596,14 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
                 memset(dx + r * I, 0, sizeof(FL_REAL) * (size_t)I);
         }
     }
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, I, (int)N, 1, c.dgx, GH, x, I, 0, a->dw_ih, I);
-    FL_NAME(fl_gemm)(blas, isa, 1, 0, GH, H, (int)N, 1, c.dgh_full, GH, c.hprev, H, 0,
-                     a->dw_hh, H);
+    if (st == FL_OK)
+        st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, I, (int)N, c.dgx, GH, x, I,
+                                    a->dw_ih, I);
+    if (st == FL_OK)
+        st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH, c.hprev,
+                                    H, a->dw_hh, H);
+    if (st != FL_OK)
+        goto done;
     if (a->db_ih) {
         FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH);
         FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH);

@@ -166,6 +166,19 @@ cdef int _dtype_code(int typenum) except -1:
     raise TypeError("x: expected float32 or float64")
 
 
+cdef tuple _sizes(str cell, x, w_ih):
+    """(cell code, G, E, type number, T, B, I, H) from x (T, B, I) and w_ih (G*H, I)."""
+    cdef int code = CELLS[cell]
+    cdef int G = fl_cell_gates(code)
+    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
+        raise ValueError("x: expected a 3-D numpy.ndarray")
+    if not cnp.PyArray_Check(w_ih) or cnp.PyArray_NDIM(<cnp.ndarray>w_ih) != 2:
+        raise ValueError("w_ih: expected a 2-D numpy.ndarray")
+    T, B, I = x.shape
+    return (code, G, fl_cell_extra(code), cnp.PyArray_TYPE(<cnp.ndarray>x), T, B, I,
+            w_ih.shape[0] // G)
+
+
 def gates(str cell):
     """Number of gates G of a cell ('lstm', 'gru', 'rnn_tanh', 'rnn_relu')."""
     return fl_cell_gates(CELLS[cell])
@@ -175,15 +188,7 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
             bint training, int num_threads=1):
     """Run fl_forward. Returns (y, h_n, c_n or None, (gates, hprev, extra) or None)."""
     cdef fl_forward_args a
-    cdef int code = CELLS[cell]
-    cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
-    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
-        raise ValueError("x: expected a 3-D numpy.ndarray")
-    if not cnp.PyArray_Check(w_ih) or cnp.PyArray_NDIM(<cnp.ndarray>w_ih) != 2:
-        raise ValueError("w_ih: expected a 2-D numpy.ndarray")
-    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    T, B, I = x.shape
-    H = w_ih.shape[0] // G
+    code, G, E, tn, T, B, I, H = _sizes(cell, x, w_ih)
     a.num_threads = num_threads
     a.dtype = _dtype_code(tn)
     a.cell = code
@@ -225,15 +230,7 @@ def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc
              bint has_bias, int num_threads=1):
     """Run fl_backward. Returns (dx, dh0, dc0 or None, dw_ih, dw_hh, db_ih, db_hh)."""
     cdef fl_backward_args a
-    cdef int code = CELLS[cell]
-    cdef int G = fl_cell_gates(code), E = fl_cell_extra(code)
-    if not cnp.PyArray_Check(x) or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
-        raise ValueError("x: expected a 3-D numpy.ndarray")
-    if not cnp.PyArray_Check(w_ih) or cnp.PyArray_NDIM(<cnp.ndarray>w_ih) != 2:
-        raise ValueError("w_ih: expected a 2-D numpy.ndarray")
-    cdef int tn = cnp.PyArray_TYPE(<cnp.ndarray>x)
-    T, B, I = x.shape
-    H = w_ih.shape[0] // G
+    code, G, E, tn, T, B, I, H = _sizes(cell, x, w_ih)
     g, hp, ex = saved
     a.num_threads = num_threads
     a.dtype = _dtype_code(tn)

@@ -46,6 +46,13 @@ def save(path, module):
               "dtype": module.dtype.name, "args": module._config()}
     arrays = {CONFIG_KEY: np.array(json.dumps(config, sort_keys=True))}
     arrays.update(module._params)
+    atomic_savez(path, arrays)
+
+
+def atomic_savez(path, arrays):
+    """np.savez `arrays` to exactly `path`, atomically: written to a fresh file
+    next to it, then renamed over it, so a failure never leaves a partial file
+    or clobbers an old one."""
     path = os.path.abspath(os.fspath(path))
     # a fresh name next to the target ("x": never reuse a file), created with the
     # usual umask-based permissions, then atomically renamed over the target
@@ -61,7 +68,6 @@ def save(path, module):
         except OSError:
             pass
         raise
-
 
 def _bad(path, why):
     return ValueError(f"{os.fspath(path)!s}: not a valid fastlstm module file: {why}")

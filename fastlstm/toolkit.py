@@ -23,13 +23,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import zipfile
 
 import numpy as np
 
 from . import _fast, _layers, nn
+from . import io as _io
 
 __all__ = ["Linear", "Embedding", "SequenceModel", "cross_entropy", "mse_loss", "softmax",
            "sample_index", "clip_grad_norm", "SGD", "Adam", "stream_chunks", "train_loop",
@@ -602,20 +602,7 @@ def save_checkpoint(path, model, meta=None):
     info = {"format": CHECKPOINT_FORMAT, "model": model.config(), "meta": meta or {}}
     arrays = {_META_KEY: np.array(json.dumps(info, sort_keys=True))}
     arrays.update(model.parameters())
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fastlstm-", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
+    _io.atomic_savez(path, arrays)
 
 def load_checkpoint(path, kind=None):
     """Read a checkpoint written by save_checkpoint -> (SequenceModel in eval mode, meta).
