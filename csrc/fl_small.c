@@ -15,6 +15,14 @@
 #else
 #include "fl_kernel.h"
 
+#ifndef FL_ALWAYS_INLINE
+#if defined(__GNUC__)
+#define FL_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define FL_ALWAYS_INLINE static inline
+#endif
+#endif
+
 /* one register of FL_REAL for this instruction set (GCC/Clang vector
  * extensions; loads and stores go through memcpy, so no alignment needed) */
 typedef FL_REAL FL_INAME(fl_vec) __attribute__((vector_size(FL_VEC_BYTES)));
@@ -153,7 +161,7 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
 #define FL_PNR (FL_PW / FL_VL)          /* registers per panel row */
 #define FL_PMR (8 / FL_PNR)             /* rows of A per block: 8 accumulators */
 
-static inline void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict A, int lda,
+FL_ALWAYS_INLINE void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict A, int lda,
                                          const FL_REAL *restrict P, int accumulate, int nw,
                                          FL_REAL *restrict C, int ldc)
 {
@@ -171,9 +179,20 @@ static inline void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict 
         }
     }
     for (int r = 0; r < mr && r < FL_PMR; r++) {
+        FL_REAL *c = C + (size_t)r * ldc;
+        if (nw == FL_PW) {  /* a whole panel: vector loads and stores */
+            for (int j = 0; j < FL_PNR; j++) {
+                if (accumulate) {
+                    FL_INAME(fl_vec) t;
+                    memcpy(&t, c + j * FL_VL, sizeof t);
+                    acc[r][j] += t;
+                }
+                memcpy(c + j * FL_VL, &acc[r][j], sizeof acc[r][j]);
+            }
+            continue;
+        }
         FL_REAL out[FL_PW];
         memcpy(out, acc[r], sizeof out);
-        FL_REAL *c = C + (size_t)r * ldc;
         if (accumulate)
             for (int l = 0; l < nw; l++)
                 c[l] += out[l];
