@@ -235,10 +235,12 @@ static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_R
     }
 }
 
-/* C (M x N) (= or +=) A (M x K) @ B, B given as panels. K is cut into
- * chunks of FL_KC rows so that the chunk of a panel every block of rows of A
- * streams (FL_KC * 128 bytes) stays in L1 across those blocks. */
+/* C (M x N) (= or +=) A (M x K) @ B, B given as panels. Rows of A are taken
+ * FL_MC at a time (that block of A stays in L2 while every panel passes
+ * over it) and K in chunks of FL_KC rows (the chunk of a panel, FL_KC * 128
+ * bytes, stays in L1 across the blocks of FL_PMR rows). */
 #define FL_KC 192
+#define FL_MC 256
 void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
                              int lda, const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
 {
@@ -251,23 +253,27 @@ void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL 
                                      accumulate, C + (size_t)m * ldc + (size_t)p * FL_PW);
         return;
     }
-    for (int n0 = 0; n0 < N; n0 += FL_PW) {
-        const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-        int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
-        for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
-            int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
-            int acc = accumulate || k0 > 0;
-            const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
-            int m0 = 0;
-            for (; m0 + FL_PMR <= M; m0 += FL_PMR)
-                FL_INAME(panel_block)(FL_PMR, kc, A + (size_t)m0 * lda + k0, lda, pk, acc, nw,
-                                      C + (size_t)m0 * ldc + n0, ldc);
-            if (m0 < M)
-                FL_INAME(panel_block)(M - m0, kc, A + (size_t)m0 * lda + k0, lda, pk, acc, nw,
-                                      C + (size_t)m0 * ldc + n0, ldc);
+    for (int mc = 0; mc < M; mc += FL_MC) {
+        int me = M - mc < FL_MC ? M : mc + FL_MC;
+        for (int n0 = 0; n0 < N; n0 += FL_PW) {
+            const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
+            int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+            for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
+                int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
+                int acc = accumulate || k0 > 0;
+                const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
+                int m0 = mc;
+                for (; m0 + FL_PMR <= me; m0 += FL_PMR)
+                    FL_INAME(panel_block)(FL_PMR, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
+                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+                if (m0 < me)
+                    FL_INAME(panel_block)(me - m0, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
+                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+            }
         }
     }
 }
+#undef FL_MC
 #undef FL_KC
 
 #undef FL_PNR

@@ -250,9 +250,29 @@ typedef struct {
     FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
     FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
     const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
+    /* with several threads each also projects its own columns of XP */
+    const FL_REAL *x, *w_ih;
+    int I, N, project;
+    atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
 } FL_NAME(fwd_ctx);
+
+/* XP[:, g*H + u0 .. + nu] = x W_ih[g*H + u0 .. + nu]^T for every gate g: a
+ * thread's own columns of the input projection, on the panel kernel. */
+static int FL_NAME(project_slice)(int isa, const FL_REAL *x, int N, int I, const FL_REAL *w_ih,
+                                  int G, int H, int u0, int nu, FL_REAL *xp)
+{
+    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(I, nu) + 1));
+    if (!P)
+        return FL_ERR_NOMEM;
+    for (int g = 0; g < G; g++) {
+        FL_NAME(fl_pack_panels)(w_ih, I, I, nu, 1, H, g * H + u0, nu, P);
+        FL_NAME(fl_gemm_panel)(isa, N, nu, I, 0, x, I, P, xp + (size_t)g * H + u0, G * H);
+    }
+    free(P);
+    return FL_OK;
+}
 
 /* The time loop, for thread `tid`'s units. States are double-buffered:
  * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
@@ -270,6 +290,13 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
 
     if (wt)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
         FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu, wt);
+    if (c->project && FL_NAME(project_slice)(c->isa, c->x, c->N, c->I, c->w_ih, G, H, u0, nu,
+                                             c->xp) != FL_OK)
+        atomic_store(&c->failed, 1);
+    if (c->nthreads > 1)  /* every thread's projection is done, or none runs the loop */
+        fl_barrier_wait(&c->bar);
+    if (atomic_load(&c->failed))
+        return;
 
     int nact = B;
     for (int s = 0; s < c->T; s++) {
@@ -388,10 +415,17 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         x = xg;
     }
 
-    /* 1. input projection of every (valid) step at once */
-    st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 1, (int)N, GH, I, x, I, w_ih, I, c.xp, GH);
-    if (st != FL_OK)
-        goto done;
+    /* 1. input projection of every (valid) step at once: on the BLAS, or with
+     * several threads by the threads themselves (each its own columns), so
+     * that the BLAS's pool never runs beside fastlstm's threads */
+    c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
+    atomic_init(&c.failed, 0);
+    c.project = nthreads > 1;
+    if (!c.project) {
+        st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 1, (int)N, GH, I, x, I, w_ih, I, c.xp, GH);
+        if (st != FL_OK)
+            goto done;
+    }
 
     FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
     if (c.cs)
@@ -406,6 +440,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         nthreads = c.nthreads = 1;  /* no threads to be had: run on this one */
         fl_split_units(c.u, 1, H);
         FL_NAME(fwd_worker)(&c, 0);
+    }
+    if (atomic_load(&c.failed)) {
+        st = FL_ERR_NOMEM;
+        goto done;
     }
 
     /* a row's final state is in the buffer its last step wrote */
@@ -440,9 +478,71 @@ typedef struct {
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
     FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack) */
     const int *perm, *len, *idx;
+    /* with several threads they also compute the whole-sequence products */
+    const FL_REAL *x, *w_ih;
+    FL_REAL *dx, *dw_ih, *dw_hh, *db_ih, *db_hh;
+    int I, N, products;
+    atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
 } FL_NAME(bwd_ctx);
+
+/* dW[g*H + u0 .. + nu, :] = D[:, g*H + u0 .. + nu]^T Y for every gate g (D is
+ * N x GH, Y is N x K), and the matching entries of the bias gradient db
+ * (column sums of D; db may be NULL): a thread's own rows of dw_ih or dw_hh. */
+static int FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
+                                      int u0, int nu, const FL_REAL *Y, int K, FL_REAL *dW,
+                                      FL_REAL *db)
+{
+    size_t n_p = FL_NAME(fl_panel_size)(N, K);
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_p + (size_t)nu * N + 1));
+    if (!buf)
+        return FL_ERR_NOMEM;
+    FL_REAL *P = buf, *At = buf + n_p;
+    FL_NAME(fl_pack_panels)(Y, K, N, K, 0, 0, 0, K, P);  /* Y as an N x K matrix */
+    const int GH = G * H;
+    for (int g = 0; g < G; g++) {
+        const FL_REAL *Dg = D + (size_t)g * H + u0;
+        for (int r0 = 0; r0 < N; r0 += 16)  /* At = Dg^T (nu x N), in tiles */
+            for (int m0 = 0; m0 < nu; m0 += 16)
+                for (int r = r0; r < N && r < r0 + 16; r++)
+                    for (int m = m0; m < nu && m < m0 + 16; m++)
+                        At[(size_t)m * N + r] = Dg[(size_t)r * GH + m];
+        FL_NAME(fl_gemm_panel)(isa, nu, K, N, 0, At, N, P, dW + (size_t)(g * H + u0) * K, K);
+        if (db)
+            for (int m = 0; m < nu; m++) {
+                FL_REAL acc = 0;
+                const FL_REAL *row = At + (size_t)m * N;
+                for (int r = 0; r < N; r++)
+                    acc += row[r];
+                db[g * H + u0 + m] = acc;
+            }
+    }
+    free(buf);
+    return FL_OK;
+}
+
+/* A thread's share of the whole-sequence products after the time loop: rows
+ * of dx, and its units' rows of dw_ih, dw_hh, db_ih, db_hh. */
+static int FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
+{
+    const int H = c->H, G = c->G, GH = G * H, I = c->I, N = c->N, n = c->nthreads;
+    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
+    int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
+    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(GH, I) + 1));
+    if (!P)
+        return FL_ERR_NOMEM;
+    FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, P);  /* w_ih as GH x I */
+    FL_NAME(fl_gemm_panel)(c->isa, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, P,
+                           c->dx + (size_t)r0 * I, I);
+    free(P);
+    int st = FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->x, I, c->dw_ih,
+                                        c->db_ih);
+    if (st == FL_OK)
+        st = FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->hprev, H,
+                                        c->dw_hh, c->db_hh);
+    return st;
+}
 
 /* The backward time loop for thread `tid`'s units: the pointwise gradient
  * of its units, a barrier, then its units' columns of dh_{t-1} = dgh w_hh
@@ -492,6 +592,11 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
                              c->dh, H);
+    }
+    if (c->products) {
+        fl_barrier_wait(&c->bar);  /* every thread's gate gradients are in */
+        if (FL_NAME(bwd_products)(c, tid) != FL_OK)
+            atomic_store(&c->failed, 1);
     }
 }
 
@@ -562,12 +667,30 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (c.dc)
         FL_NAME(permute_rows)(c.dc, a->dc_n, perm, B, H, 0);
 
+    /* the whole-sequence products run over the N valid rows; with lengths,
+     * x's valid rows are gathered (its padded rows, possibly NaN or inf, are
+     * never read) and dx is scattered back with zeros at padded steps */
+    if (packed) {
+        for (size_t r = 0; r < (size_t)T * B; r++)
+            if (c.idx[r] >= 0)
+                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+        x = xg;
+    }
+    c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
+    c.dx = packed ? dxg : (FL_REAL *)a->dx;
+    c.dw_ih = a->dw_ih, c.dw_hh = a->dw_hh, c.db_ih = a->db_ih, c.db_hh = a->db_hh;
+    atomic_init(&c.failed, 0);
+
+    /* with several threads, they compute the products too, so that the BLAS's
+     * pool never runs beside fastlstm's threads */
     fl_split_units(c.u, nthreads, H);
     c.nthreads = nthreads;
+    c.products = nthreads > 1;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
     if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
         c.nthreads = 1;  /* no threads to be had: run on this one */
+        c.products = 0;
         fl_split_units(c.u, 1, H);
         FL_NAME(bwd_worker)(&c, 0);
     }
@@ -576,17 +699,20 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (c.dc)
         FL_NAME(permute_rows)(dc0, c.dc, perm, B, H, 1);
 
-    /* whole-sequence products over the N valid rows; with lengths, x's valid
-     * rows are gathered (its padded rows, possibly NaN or inf, are never
-     * read) and dx is scattered back with zeros at padded steps */
-    if (packed) {
-        for (size_t r = 0; r < (size_t)T * B; r++)
-            if (c.idx[r] >= 0)
-                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
-        x = xg;
+    if (!c.products || atomic_load(&c.failed)) {
+        st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 0, (int)N, I, GH, c.dgx, GH, w_ih, I,
+                                    c.dx, I);
+        if (st == FL_OK)
+            st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, I, (int)N, c.dgx, GH, x, I,
+                                        a->dw_ih, I);
+        if (st == FL_OK)
+            st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH,
+                                        c.hprev, H, a->dw_hh, H);
+        if (st == FL_OK && a->db_ih) {
+            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH);
+            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH);
+        }
     }
-    st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 0, (int)N, I, GH, c.dgx, GH, w_ih, I,
-                                packed ? dxg : (FL_REAL *)a->dx, I);
     if (packed) {
         FL_REAL *dx = a->dx;
         for (size_t r = 0; r < (size_t)T * B; r++) {
@@ -595,18 +721,6 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             else
                 memset(dx + r * I, 0, sizeof(FL_REAL) * (size_t)I);
         }
-    }
-    if (st == FL_OK)
-        st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, I, (int)N, c.dgx, GH, x, I,
-                                    a->dw_ih, I);
-    if (st == FL_OK)
-        st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH, c.hprev,
-                                    H, a->dw_hh, H);
-    if (st != FL_OK)
-        goto done;
-    if (a->db_ih) {
-        FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH);
-        FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH);
     }
 done:
     free(buf);

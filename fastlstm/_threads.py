@@ -1,9 +1,8 @@
 """How many threads of its own the kernels' time loops may use.
 
-The default is 1: the large whole-sequence products already run on the BLAS's
-threads, and fastlstm's own threads only pay off when the BLAS is limited to
-one thread (see set_num_threads). The environment variable
-FASTLSTM_NUM_THREADS, read at import, changes the default.
+The default is 1 (the whole-sequence products run on the BLAS's threads);
+see set_num_threads. The environment variable FASTLSTM_NUM_THREADS, read at
+import, changes the default.
 """
 
 import os
@@ -27,16 +26,19 @@ _num_threads = _default()
 def set_num_threads(n):
     """Let the kernels' time loops use up to `n` threads (an int >= 1).
 
-    With n > 1, fastlstm's own threads split the hidden units of each time
-    step (batches up to 64, and steps of at least about 128K multiply-adds);
-    the whole-sequence products still run on the BLAS, whose thread pool is
-    separate (SciPy's OpenBLAS; set it with threadpoolctl.threadpool_limits or
-    OPENBLAS_NUM_THREADS before start-up). Do not run both pools on the same
-    cores: OpenBLAS's idle threads keep spinning for a while after each call
-    and then slow fastlstm's threads down. Either leave this at 1 and let the
-    BLAS use the cores (the default, best for large batches), or limit the
-    BLAS to one thread and set n to the number of cores (best for small
-    batches and moderate sizes), e.g.::
+    With n > 1, calls whose steps are large enough (batches up to 64 and at
+    least about 128K multiply-adds per step) run entirely on fastlstm's own
+    threads: each owns a slice of the hidden units for the input projection,
+    every time step (one barrier per step) and, in backward, the
+    whole-sequence products; the BLAS is not called, so its pool and
+    fastlstm's never compete. Other calls run as with n = 1: the per-step
+    products on one thread, the whole-sequence products on the BLAS with its
+    own threads (SciPy's OpenBLAS; threadpoolctl sets their number). On this
+    project's 2-core machine n = 2 helped at batch 1 with large H and was
+    neutral to slower elsewhere, so 1 is the default; measure with
+    ``python -m fastlstm.bench`` before raising it. OpenBLAS's idle threads
+    keep spinning for a while after each call, so limit the BLAS to one
+    thread when fastlstm's threads are on::
 
         from threadpoolctl import threadpool_limits
         threadpool_limits(1, user_api="blas")

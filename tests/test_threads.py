@@ -17,11 +17,15 @@ def threads():
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("B,lengths", [(2, None), (5, [6, 0, 3, 6, 1]), (9, None)])
+@pytest.mark.parametrize("B,lengths", [
+    (2, None), (5, [6, 0, 3, 6, 1]), (9, None),
+    # large enough for every cell to use the threads (B * G*H * H >= 128K)
+    (40, None), (40, [(3 * b) % 7 for b in range(40)])])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_threaded_time_loop_matches_reference(threads, n, cell, B, lengths, dtype):
-    # H = 72: slices of 16 units plus a ragged last one; G*H*H*B is above the
-    # threshold at which the time loop uses threads
+    # H = 72: slices of 16 units plus a ragged last one; from B = 9 (LSTM,
+    # GRU) or 40 (RNN) the step is large enough for the time loop, the input
+    # projection and the backward products to run on the threads
     threads(n)
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-5)
     for reverse in (False, True):
