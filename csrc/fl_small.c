@@ -159,7 +159,11 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
  * whatever N is, so large power-of-two row strides cannot make the rows of B
  * fight over the same cache sets. fl_pack_panels (seq.c) builds them. */
 #define FL_PNR (FL_PW / FL_VL)          /* registers per panel row */
+#if FL_VEC_BYTES == 64
+#define FL_PMR 8                        /* rows of A per block: 16 accumulators (32 zmm) */
+#else
 #define FL_PMR (8 / FL_PNR)             /* rows of A per block: 8 accumulators */
+#endif
 
 FL_ALWAYS_INLINE void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict A, int lda,
                                          const FL_REAL *restrict P, int accumulate, int nw,
@@ -244,7 +248,7 @@ static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_R
 void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
                              int lda, const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
 {
-    if (M < FL_PMR) {  /* a row or two (batch 1 streaming): 4 panels at a time */
+    if (M < 4) {  /* a row or few (batch 1 streaming): 4 panels at a time */
         int npan = (N + FL_PW - 1) / FL_PW;
         for (int m = 0; m < M; m++)
             for (int p = 0; p < npan; p += 4)
@@ -265,6 +269,9 @@ void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL 
                 int m0 = mc;
                 for (; m0 + FL_PMR <= me; m0 += FL_PMR)
                     FL_INAME(panel_block)(FL_PMR, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
+                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+                for (; FL_PMR > 4 && m0 + 4 <= me; m0 += 4)  /* (a copy specialised for 4) */
+                    FL_INAME(panel_block)(4, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
                                           nw, C + (size_t)m0 * ldc + n0, ldc);
                 if (m0 < me)
                     FL_INAME(panel_block)(me - m0, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
