@@ -35,7 +35,8 @@ static void FL_NAME(plain_gemm)(int trans_a, int trans_b, int M, int N, int K,
     }
 }
 
-void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
+/* fl_small_gemm at level `isa`: C = A @ op(B) + beta C, alpha 1, beta 0 or 1 */
+static void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
                             const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
                             FL_REAL *C, int ldc)
 {

@@ -35,11 +35,6 @@
  * Sizes must already be known to fit an int (the callers check). Products of
  * at most FL_SMALL_M rows with alpha 1 and beta 0 or 1 run fl_small_gemm
  * (fl_small.c) at level `isa`. */
-/* fl_small_gemm (below) at level `isa`, whatever M: C = A @ op(B) + beta C
- * with alpha 1, beta 0 or 1, A not transposed. */
-void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL_REAL beta,
-                            const FL_REAL *A, int lda, const FL_REAL *B, int ldb,
-                            FL_REAL *C, int ldc);
 /* Panels of B (FL_PW values wide) for fl_gemm_panel: the K x N matrix
  * B[k][n] = src[rowof(n) * ld + k] when `by_rows` (each column n of B is the
  * row rowof(n) of src, rowof(n) = (n / nu) * H + u0 + n % nu: the units

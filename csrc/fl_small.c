@@ -3,9 +3,11 @@
  *
  * The per-step recurrent product has only B (active) rows but is repeated T
  * times with the same weights. A BLAS call re-packs the weights every time
- * and costs more than the arithmetic at small B; here the weights are used
- * in place (already in "k-major" layout: w_hh^T packed once per call for the
- * forward, w_hh itself for the backward) and blocks of C stay in registers.
+ * and costs more than the arithmetic at small B; here the weights are packed
+ * once per call into panels (fl_pack_panels: w_hh^T for the forward, w_hh
+ * for the backward) and blocks of C stay in registers (fl_panel_gemm).
+ * fl_small_gemm serves products of a few rows on unpacked weights (single
+ * steps, where packing would cost more than it saves).
  * Compiled once per element type and instruction set (see fl_template.h).
  */
 #ifndef FL_REAL

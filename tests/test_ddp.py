@@ -104,8 +104,17 @@ WORKER = textwrap.dedent(r"""
                 assert torch.equal(p0, p1), "parameters differ across ranks after a step"
         with open(os.path.join(out_dir, f"rank{rank}.ok"), "w") as f:
             f.write("ok\n")
+        # both ranks done before either tears gloo down: a rank that tears
+        # down while its peer is still connected can be aborted by gloo
+        dist.barrier()
     finally:
         dist.destroy_process_group()
+    # everything is checked and written: leave without the interpreter's
+    # teardown, where gloo's threads can abort the process ("terminate called
+    # without an active exception") after the work succeeded
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 """)
 
 
