@@ -5,7 +5,6 @@ input and reject bad input with the same exception and message. Every message
 names the offending argument and says what was expected.
 """
 
-import numbers
 from collections import namedtuple
 
 import numpy as np
@@ -151,6 +150,19 @@ def check_forward(cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, reverse, tra
     args = ForwardArgs(cell, dtype, T, B, I, H, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths,
                        reverse, nonlinearity)
     return args, training
+
+
+def key_mismatch(expected, given, missing="missing", unexpected="unexpected"):
+    """'missing a, b; unexpected c' for the keys of `expected` absent from
+    `given` and those of `given` absent from `expected`, or None if they match."""
+    miss = [k for k in expected if k not in given]
+    extra = [k for k in given if k not in expected]
+    what = []
+    if miss:
+        what.append(f"{missing} " + ", ".join(map(str, miss)))
+    if extra:
+        what.append(f"{unexpected} " + ", ".join(map(str, extra)))
+    return "; ".join(what) or None
 
 
 def check_cache(cache, impl, cell, func):

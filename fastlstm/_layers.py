@@ -123,17 +123,11 @@ def _check_params(mode, params, dtype, I, num_layers, bidirectional):
     H = w.shape[1]
     has_bias = "bias_ih_l0" in params
     shapes = param_shapes(mode, I, H, num_layers, bidirectional, has_bias)
-    missing = [k for k in shapes if k not in params]
-    unexpected = [k for k in params if k not in shapes]
-    if missing or unexpected:
-        what = []
-        if missing:
-            what.append("missing " + ", ".join(missing))
-        if unexpected:
-            what.append("unexpected " + ", ".join(map(str, unexpected)))
+    mismatch = _checks.key_mismatch(shapes, params)
+    if mismatch:
         raise ValueError(f"params: keys do not match a {mode} stack with num_layers="
                          f"{num_layers}, bidirectional={bidirectional}, "
-                         f"bias={has_bias}: {'; '.join(what)}")
+                         f"bias={has_bias}: {mismatch}")
     for k, shape in shapes.items():
         v = params[k]
         if not isinstance(v, np.ndarray):

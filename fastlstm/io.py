@@ -18,7 +18,7 @@ import zipfile
 
 import numpy as np
 
-from . import nn
+from . import _checks, nn
 
 __all__ = ["save", "load", "FORMAT", "CONFIG_KEY"]
 
@@ -140,15 +140,10 @@ def load(path):
         raise _bad(path, f"invalid {config['class']} configuration {config['args']!r} "
                          f"({e})") from None
     expected = module._params
-    missing = [k for k in expected if k not in arrays]
-    unexpected = [k for k in arrays if k not in expected]
-    if missing or unexpected:
-        what = []
-        if missing:
-            what.append("missing parameters " + ", ".join(missing))
-        if unexpected:
-            what.append("unexpected entries " + ", ".join(unexpected))
-        raise _bad(path, "; ".join(what))
+    mismatch = _checks.key_mismatch(expected, arrays, "missing parameters",
+                                    "unexpected entries")
+    if mismatch:
+        raise _bad(path, mismatch)
     for k, target in expected.items():
         v = arrays[k]
         if v.dtype != module.dtype:

@@ -138,16 +138,10 @@ class _Module:
         if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
             raise TypeError("state_dict: expected a mapping of parameter names to arrays, "
                             f"got {_checks._type_name(state_dict)}")
-        keys = list(state_dict.keys())
-        missing = [k for k in self._params if k not in state_dict]
-        unexpected = [k for k in keys if k not in self._params]
-        if missing or unexpected:
-            what = []
-            if missing:
-                what.append("missing keys: " + ", ".join(missing))
-            if unexpected:
-                what.append("unexpected keys: " + ", ".join(map(str, unexpected)))
-            raise ValueError(f"state_dict: does not match {self!r} ({'; '.join(what)})")
+        mismatch = _checks.key_mismatch(self._params, list(state_dict.keys()),
+                                        "missing keys:", "unexpected keys:")
+        if mismatch:
+            raise ValueError(f"state_dict: does not match {self!r} ({mismatch})")
         new = {}
         for k, target in self._params.items():
             try:

@@ -10,9 +10,9 @@ import time
 import numpy as np
 
 from . import _fast, reference
+from ._checks import GATES
 
 CELLS = ("lstm", "gru", "rnn")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def make_problem(cell, T, B, I, H, dtype=np.float64, seed=0, lengths=None):

@@ -16,8 +16,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastlstm
 from fastlstm import reference
+from fastlstm._checks import GATES
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 MODS = [pytest.param(fastlstm, id="fast"), pytest.param(reference, id="ref")]
 CELLS = [
     pytest.param(("lstm", None), id="lstm"),

@@ -13,8 +13,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import fastlstm
 from fastlstm import reference
+from fastlstm._checks import GATES
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 # (cell, nonlinearity); nonlinearity is None for the LSTM and the GRU
 CELLS = [
     pytest.param(("lstm", None), id="lstm"),
