@@ -12,6 +12,7 @@
 #include "fl_template.h"
 #else
 #include <stdlib.h>
+#include <string.h>
 #include "fl_kernel.h"
 
 
@@ -62,36 +63,47 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
 {
     for (int n0 = 0; n0 < N; n0 += FL_PW) {
         FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-        for (int l = 0; l < FL_PW; l++) {
-            int n = n0 + l;
-            if (n >= N) {
-                for (int k = 0; k < K; k++)
-                    panel[(size_t)k * FL_PW + l] = 0;
-            } else if (by_rows) {
-                const FL_REAL *row = src + (size_t)((n / nu) * H + u0 + n % nu) * ld;
-                for (int k = 0; k < K; k++)
-                    panel[(size_t)k * FL_PW + l] = row[k];
-            } else {
-                for (int k = 0; k < K; k++)
-                    panel[(size_t)k * FL_PW + l] = src[(size_t)k * ld + u0 + n];
+        const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+        if (by_rows) {  /* rows of src become columns: 64 values of k at a time */
+            for (int k0 = 0; k0 < K; k0 += 64) {
+                const int ke = K - k0 < 64 ? K : k0 + 64;
+                for (int l = 0; l < FL_PW; l++) {
+                    const int n = n0 + l;
+                    if (n >= N) {
+                        for (int k = k0; k < ke; k++)
+                            panel[(size_t)k * FL_PW + l] = 0;
+                        continue;
+                    }
+                    const FL_REAL *row = src + (size_t)((n / nu) * H + u0 + n % nu) * ld;
+                    for (int k = k0; k < ke; k++)
+                        panel[(size_t)k * FL_PW + l] = row[k];
+                }
+            }
+        } else {  /* row k of the panel is a contiguous piece of row k of src */
+            for (int k = 0; k < K; k++) {
+                FL_REAL *prow = panel + (size_t)k * FL_PW;
+                memcpy(prow, src + (size_t)k * ld + u0 + n0, sizeof(FL_REAL) * (size_t)nw);
+                for (int l = nw; l < FL_PW; l++)
+                    prow[l] = 0;
             }
         }
     }
 }
 
-void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const FL_REAL *A,
+void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
+                            const FL_REAL *A,
                             int lda, const FL_REAL *P, FL_REAL *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
 #if FL_X86_DISPATCH
     if (isa == FL_ISA_AVX512)
-        FL_NAME_ISA(fl_panel_gemm, _avx512)(M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _avx512)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
     else if (isa == FL_ISA_AVX2)
-        FL_NAME_ISA(fl_panel_gemm, _avx2)(M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _avx2)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
     else
 #endif
-        FL_NAME_ISA(fl_panel_gemm, _generic)(M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _generic)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
 }
 
 int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
@@ -105,27 +117,17 @@ int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_
         FL_NAME(fl_gemm)(blas, isa, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 0, C, ldc);
         return FL_OK;
     }
-    /* op(B) (K x N) in panels; op(A) as a plain row-major M x K matrix */
-    size_t n_p = FL_NAME(fl_panel_size)(K, N), n_a = trans_a ? (size_t)M * K : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_p + n_a + 1));
-    if (!buf)
+    /* op(B) (K x N) in panels; op(A) read in place (the panel kernel takes
+     * A transposed as well) */
+    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(K, N) + 1));
+    if (!P)
         return FL_ERR_NOMEM;
-    FL_REAL *P = buf, *At = buf + n_p;
     if (trans_b)  /* column n of op(B) is row n of B */
         FL_NAME(fl_pack_panels)(B, ldb, K, N, 1, 0, 0, N, P);
     else
         FL_NAME(fl_pack_panels)(B, ldb, K, N, 0, 0, 0, N, P);
-    if (trans_a) {  /* A is K x M: transpose it, in tiles */
-        for (int k0 = 0; k0 < K; k0 += 16)
-            for (int m0 = 0; m0 < M; m0 += 16)
-                for (int k = k0; k < K && k < k0 + 16; k++)
-                    for (int m = m0; m < M && m < m0 + 16; m++)
-                        At[(size_t)m * K + k] = A[(size_t)k * lda + m];
-        A = At;
-        lda = K;
-    }
-    FL_NAME(fl_gemm_panel)(isa, M, N, K, 0, A, lda, P, C, ldc);
-    free(buf);
+    FL_NAME(fl_gemm_panel)(isa, trans_a, M, N, K, 0, A, lda, P, C, ldc);
+    free(P);
     return FL_OK;
 }
 

@@ -43,8 +43,11 @@
 size_t FL_NAME(fl_panel_size)(int K, int N);
 void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
                              int H, int u0, int nu, FL_REAL *P);
-/* C (M x N) = A @ B (+ C when accumulate), B packed by fl_pack_panels */
-void FL_NAME(fl_gemm_panel)(int isa, int M, int N, int K, int accumulate, const FL_REAL *A,
+/* C (M x N) = op(A) @ B (+ C when accumulate), B packed by fl_pack_panels;
+ * op(A) is A (M x K, row stride lda), or with trans_a the transpose of the
+ * K x M matrix A (row stride lda) */
+void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
+                            const FL_REAL *A,
                             int lda, const FL_REAL *P, FL_REAL *C, int ldc);
 /* A whole-sequence product C = op(A) op(B) (alpha 1, beta 0): through the
  * BLAS when it is large, else on fl_panel_gemm in this thread (B packed, A
@@ -111,7 +114,8 @@ typedef struct {
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_gru_cell, isa);                   \
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_tanh_cell, isa);              \
     extern const FL_NAME(fl_cell) FL_NAME_ISA(fl_rnn_relu_cell, isa);              \
-    void FL_NAME_ISA(fl_panel_gemm, isa)(int M, int N, int K, int accumulate,       \
+    void FL_NAME_ISA(fl_panel_gemm, isa)(int trans_a, int M, int N, int K,          \
+                                         int accumulate,                            \
                                          const FL_REAL *restrict A, int lda,        \
                                          const FL_REAL *restrict P,                 \
                                          FL_REAL *restrict C, int ldc);             \

@@ -30,6 +30,15 @@ int fl_isa(void);
 #define FL_OWN_GEMM_MAX 4194304.0
 #endif
 
+/* The forward projects the inputs of about FL_CHUNK_BYTES of gates at a
+ * time (at least FL_CHUNK_MIN_ROWS rows, so each product stays efficient). */
+#ifndef FL_CHUNK_BYTES
+#define FL_CHUNK_BYTES 1048576.0
+#endif
+#ifndef FL_CHUNK_MIN_ROWS
+#define FL_CHUNK_MIN_ROWS 128.0
+#endif
+
 /* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
 #define FL_PANEL_BYTES 128
 

@@ -167,7 +167,7 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
 #define FL_PMR (8 / FL_PNR)             /* rows of A per block: 8 accumulators */
 #endif
 
-FL_ALWAYS_INLINE void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restrict A, int lda,
+FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int K, const FL_REAL *restrict A, int lda,
                                          const FL_REAL *restrict P, int accumulate, int nw,
                                          FL_REAL *restrict C, int ldc)
 {
@@ -178,7 +178,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restri
             memcpy(&b[j], P + (size_t)k * FL_PW + j * FL_VL, sizeof b[j]);
         for (int r = 0; r < FL_PMR; r++) {
             if (r < mr) {
-                FL_REAL ark = A[(size_t)r * lda + k];
+                FL_REAL ark = ta ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
                 for (int j = 0; j < FL_PNR; j++)
                     acc[r][j] += ark * b[j];
             }
@@ -207,19 +207,30 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int mr, int K, const FL_REAL *restri
     }
 }
 
-/* One row of A against up to 4 panels at once (np of them): with a single
- * row, one panel alone would give only FL_PNR accumulators, too few to hide
- * the latency of the multiply-adds. c receives columns n0.. of the row. */
-static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_REAL *restrict a,
-                                        const FL_REAL *restrict P, int accumulate,
-                                        FL_REAL *restrict c)
+/* Panels one row of A meets at once: enough accumulators (FL_PROW *
+ * FL_PNR) to hide the latency of the multiply-adds, few enough to stay in
+ * registers (16 of AVX-512's 32, 8 of AVX2's 16). */
+#if FL_VEC_BYTES == 64
+#define FL_PROW 8
+#elif FL_VEC_BYTES == 32
+#define FL_PROW 2
+#else
+#define FL_PROW 1
+#endif
+
+/* One row of A against np <= FL_PROW panels at once: with a single row, one
+ * panel alone would give only FL_PNR accumulators. c receives columns n0..
+ * of the row. Inlined with np constant for the common case of FL_PROW. */
+FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL_REAL *restrict a,
+                                       const FL_REAL *restrict P, int accumulate,
+                                       FL_REAL *restrict c)
 {
-    FL_INAME(fl_vec) acc[4][FL_PNR], b;
+    FL_INAME(fl_vec) acc[FL_PROW][FL_PNR], b;
     memset(acc, 0, sizeof acc);
     const size_t ps = (size_t)K * FL_PW;  /* values per panel */
     for (int k = 0; k < K; k++) {
         FL_REAL ak = a[k];
-        for (int q = 0; q < 4; q++) {
+        for (int q = 0; q < FL_PROW; q++) {
             if (q < np) {
                 for (int j = 0; j < FL_PNR; j++) {
                     memcpy(&b, P + q * ps + (size_t)k * FL_PW + j * FL_VL, sizeof b);
@@ -228,7 +239,7 @@ static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_R
             }
         }
     }
-    for (int q = 0; q < np && q < 4; q++) {
+    for (int q = 0; q < np && q < FL_PROW; q++) {
         FL_REAL out[FL_PW];
         memcpy(out, acc[q], sizeof out);
         int start = n0 + q * FL_PW, nw = N - start < FL_PW ? N - start : FL_PW;
@@ -241,22 +252,39 @@ static inline void FL_INAME(panel_row4)(int np, int N, int n0, int K, const FL_R
     }
 }
 
-/* C (M x N) (= or +=) A (M x K) @ B, B given as panels. Rows of A are taken
- * FL_MC at a time (that block of A stays in L2 while every panel passes
- * over it) and K in chunks of FL_KC rows (the chunk of a panel, FL_KC * 128
- * bytes, stays in L1 across the blocks of FL_PMR rows). */
+static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
+                                 int lda, const FL_REAL *restrict P, FL_REAL *restrict C,
+                                 int ldc)
+{
+    const int npan = (N + FL_PW - 1) / FL_PW;
+    for (int m = 0; m < M; m++) {
+        const FL_REAL *a = A + (size_t)m * lda;
+        FL_REAL *c = C + (size_t)m * ldc;
+        int p = 0;
+        for (; p + FL_PROW <= npan; p += FL_PROW)
+            FL_INAME(panel_row)(FL_PROW, N, p * FL_PW, K, a, P + (size_t)p * K * FL_PW,
+                                accumulate, c + (size_t)p * FL_PW);
+        if (p < npan)
+            FL_INAME(panel_row)(npan - p, N, p * FL_PW, K, a, P + (size_t)p * K * FL_PW,
+                                accumulate, c + (size_t)p * FL_PW);
+    }
+}
+
+/* C (M x N) (= or +=) op(A) (M x K) @ B, B given as panels; op(A) is A
+ * (M x K, row stride lda) or, with ta, the transpose of A (K x M). Rows of
+ * op(A) are taken FL_MC at a time (that block stays in L2 while every panel
+ * passes over it) and K in chunks of FL_KC rows (the chunk of a panel,
+ * FL_KC * 128 bytes, stays in L1 across the blocks of FL_PMR rows). Inlined
+ * twice, with ta constant. */
 #define FL_KC 192
 #define FL_MC 256
-void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL *restrict A,
-                             int lda, const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
+FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accumulate,
+                                        const FL_REAL *restrict A, int lda,
+                                        const FL_REAL *restrict P, FL_REAL *restrict C,
+                                        int ldc)
 {
-    if (M < 4) {  /* a row or few (batch 1 streaming): 4 panels at a time */
-        int npan = (N + FL_PW - 1) / FL_PW;
-        for (int m = 0; m < M; m++)
-            for (int p = 0; p < npan; p += 4)
-                FL_INAME(panel_row4)(npan - p < 4 ? npan - p : 4, N, p * FL_PW, K,
-                                     A + (size_t)m * lda, P + (size_t)p * K * FL_PW,
-                                     accumulate, C + (size_t)m * ldc + (size_t)p * FL_PW);
+    if (M < 4 && !ta) {  /* a row or few (batch 1 streaming): several panels at a time */
+        FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
         return;
     }
     for (int mc = 0; mc < M; mc += FL_MC) {
@@ -269,24 +297,37 @@ void FL_INAME(fl_panel_gemm)(int M, int N, int K, int accumulate, const FL_REAL 
                 int acc = accumulate || k0 > 0;
                 const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
                 int m0 = mc;
+#define FL_A_AT(m) (ta ? A + (size_t)k0 * lda + (m) : A + (size_t)(m) * lda + k0)
                 for (; m0 + FL_PMR <= me; m0 += FL_PMR)
-                    FL_INAME(panel_block)(FL_PMR, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
-                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+                    FL_INAME(panel_block)(ta, FL_PMR, kc, FL_A_AT(m0), lda, pk, acc, nw,
+                                          C + (size_t)m0 * ldc + n0, ldc);
                 for (; FL_PMR > 4 && m0 + 4 <= me; m0 += 4)  /* (a copy specialised for 4) */
-                    FL_INAME(panel_block)(4, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
-                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+                    FL_INAME(panel_block)(ta, 4, kc, FL_A_AT(m0), lda, pk, acc, nw,
+                                          C + (size_t)m0 * ldc + n0, ldc);
                 if (m0 < me)
-                    FL_INAME(panel_block)(me - m0, kc, A + (size_t)m0 * lda + k0, lda, pk, acc,
-                                          nw, C + (size_t)m0 * ldc + n0, ldc);
+                    FL_INAME(panel_block)(ta, me - m0, kc, FL_A_AT(m0), lda, pk, acc, nw,
+                                          C + (size_t)m0 * ldc + n0, ldc);
+#undef FL_A_AT
             }
         }
     }
+}
+
+void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
+                             const FL_REAL *restrict A, int lda, const FL_REAL *restrict P,
+                             FL_REAL *restrict C, int ldc)
+{
+    if (trans_a)
+        FL_INAME(panel_gemm)(1, M, N, K, accumulate, A, lda, P, C, ldc);
+    else
+        FL_INAME(panel_gemm)(0, M, N, K, accumulate, A, lda, P, C, ldc);
 }
 #undef FL_MC
 #undef FL_KC
 
 #undef FL_PNR
 #undef FL_PMR
+#undef FL_PROW
 #undef FL_VL
 #undef FL_MR
 #undef FL_NR

@@ -250,28 +250,54 @@ typedef struct {
     FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
     FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
     const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
-    /* with several threads each also projects its own columns of XP */
+    const int *tstart;  /* ragged: first workspace row of each time step (T + 1) */
+    /* XP is projected `chunk` steps at a time, just before they run: with
+     * several threads each projects its own columns of it */
     const FL_REAL *x, *w_ih;
-    int I, N, project;
+    FL_REAL *pih;  /* per thread: packed w_ih slice (G panel sets), with threads */
+    size_t pih_stride;
+    int I, N, chunk, xp_whole;  /* xp_whole: XP holds every row (training) */
     atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
 } FL_NAME(fwd_ctx);
 
-/* XP[:, g*H + u0 .. + nu] = x W_ih[g*H + u0 .. + nu]^T for every gate g: a
- * thread's own columns of the input projection, on the panel kernel. */
-static int FL_NAME(project_slice)(int isa, const FL_REAL *x, int N, int I, const FL_REAL *w_ih,
-                                  int G, int H, int u0, int nu, FL_REAL *xp)
+/* XP[:, g*H + u0 .. + nu] = x W_ih[g*H + u0 .. + nu]^T for every gate g, for
+ * the M rows of x given: a thread's own columns of the input projection, on
+ * the panel kernel. P holds the G panels sets packed by pack_ih_slice. */
+static void FL_NAME(project_slice)(int isa, const FL_REAL *x, int M, int I, const FL_REAL *P,
+                                   int G, int H, int u0, int nu, FL_REAL *xp)
 {
-    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(I, nu) + 1));
-    if (!P)
-        return FL_ERR_NOMEM;
-    for (int g = 0; g < G; g++) {
-        FL_NAME(fl_pack_panels)(w_ih, I, I, nu, 1, H, g * H + u0, nu, P);
-        FL_NAME(fl_gemm_panel)(isa, N, nu, I, 0, x, I, P, xp + (size_t)g * H + u0, G * H);
+    const size_t np = FL_NAME(fl_panel_size)(I, nu);
+    for (int g = 0; g < G; g++)
+        FL_NAME(fl_gemm_panel)(isa, 0, M, nu, I, 0, x, I, P + g * np, xp + (size_t)g * H + u0,
+                               G * H);
+}
+
+static void FL_NAME(pack_ih_slice)(const FL_REAL *w_ih, int I, int G, int H, int u0, int nu,
+                                   FL_REAL *P)
+{
+    const size_t np = FL_NAME(fl_panel_size)(I, nu);
+    for (int g = 0; g < G; g++)
+        FL_NAME(fl_pack_panels)(w_ih, I, I, nu, 1, H, g * H + u0, nu, P + g * np);
+}
+
+/* Workspace rows [*r0, *r1) of processing steps [s0, s1): in time order
+ * rows are grouped by time step, and in reverse mode (dense batches only;
+ * ragged reverse runs as one chunk) step s is time T - 1 - s. */
+static void FL_NAME(chunk_rows)(const FL_NAME(fwd_ctx) *c, int s0, int s1, size_t *r0,
+                                size_t *r1)
+{
+    if (c->tstart) {
+        *r0 = (size_t)c->tstart[s0];
+        *r1 = (size_t)c->tstart[s1];
+    } else if (c->reverse) {
+        *r0 = (size_t)(c->T - s1) * c->B;
+        *r1 = (size_t)(c->T - s0) * c->B;
+    } else {
+        *r0 = (size_t)s0 * c->B;
+        *r1 = (size_t)s1 * c->B;
     }
-    free(P);
-    return FL_OK;
 }
 
 /* The time loop, for thread `tid`'s units. States are double-buffered:
@@ -288,26 +314,39 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
 
+    FL_REAL *pih = c->nthreads > 1 ? c->pih + (size_t)tid * c->pih_stride : NULL;
     if (wt)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
         FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu, wt);
-    if (c->project && FL_NAME(project_slice)(c->isa, c->x, c->N, c->I, c->w_ih, G, H, u0, nu,
-                                             c->xp) != FL_OK)
-        atomic_store(&c->failed, 1);
-    if (c->nthreads > 1)  /* every thread's projection is done, or none runs the loop */
-        fl_barrier_wait(&c->bar);
-    if (atomic_load(&c->failed))
-        return;
+    if (pih)
+        FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, pih);
 
-    int nact = B;
+    int nact = B, s_end = 0;
+    size_t xoff = 0;  /* workspace row of XP's first row */
     for (int s = 0; s < c->T; s++) {
         while (nact > 0 && c->len[nact - 1] <= s)
             nact--;
         if (nact == 0)
             break;
+        if (s == s_end) {  /* project the next chunk of steps */
+            size_t r0, r1;
+            s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
+            FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
+            xoff = c->xp_whole ? 0 : r0;
+            FL_REAL *dst = c->xp + (r0 - xoff) * GH;
+            if (pih)  /* this thread's columns; only it reads them */
+                FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G,
+                                       H, u0, nu, dst);
+            else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I,
+                                            c->x + r0 * c->I, c->I, c->w_ih, c->I, dst,
+                                            GH) != FL_OK) {
+                atomic_store(&c->failed, 1);  /* one thread: nobody waits on it */
+                return;
+            }
+        }
         const FL_REAL *hin = c->hs[s & 1];
         FL_REAL *hout = c->hs[(s + 1) & 1];
         if (wt)
-            FL_NAME(fl_gemm_panel)(c->isa, nact, GN, H, 0, hin, H, wt, r, GN);
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
                              r, GH);
@@ -320,7 +359,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
                        sizeof(FL_REAL) * (size_t)nu);
             FL_REAL *ex = EH ? (c->training ? c->extra + row * EH : c->ex + (size_t)j * EH) + u0
                              : NULL;
-            cell->fwd(nu, H, ldr, c->xp + row * GH + u0, r + (size_t)j * rrow, c->b_ih + u0,
+            cell->fwd(nu, H, ldr, c->xp + (row - xoff) * GH + u0, r + (size_t)j * rrow, c->b_ih + u0,
                       c->b_hh + u0, hin + (size_t)j * H + u0, hout + (size_t)j * H + u0,
                       c->cs ? c->cs + (size_t)j * H + u0 : NULL, c->y + yrow * H + u0, ex);
         }
@@ -354,28 +393,55 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * BLAS call costs more than the arithmetic. */
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
     const int pack = nthreads > 1 || (B <= FL_PACK_MAX_B && T > 1);
+    FL_NAME(fwd_ctx) c;
+    memset(&c, 0, sizeof c);
+    fl_split_units(c.u, nthreads, H);
+    int maxnu = 0;
+    for (int t = 0; t < nthreads; t++)
+        maxnu = c.u[t + 1] - c.u[t] > maxnu ? c.u[t + 1] - c.u[t] : maxnu;
 
     /* N workspace rows: every (t, b), or with lengths only the valid ones */
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
     const int packed = a->lengths != NULL;
 
-    /* scratch: [XP, ex (inference only) | R per thread | hs x 2 | cs | zero
-     * bias | w_hh^T slices | valid rows of x (ragged)], ints: perm, len, idx */
-    size_t n_xp = training ? 0 : N * GH + (size_t)B * EH;
+    /* With several threads the input projection runs `chunk` steps at a
+     * time, just before those steps (each thread its own columns): their XP
+     * is still in cache when read, and at inference the XP scratch holds one
+     * chunk, not the whole sequence (no fresh pages to fault in on every
+     * call). On one thread the projection is one product on the BLAS: a
+     * multi-threaded BLAS pool called once per chunk, between steps that
+     * keep one core busy, was measured to lose several times what chunks
+     * save. A ragged batch in reverse runs as one chunk (the rows of one of
+     * its steps belong to different time steps). */
+    int chunk = T;
+    if (nthreads > 1 && !(packed && a->reverse) && B > 0) {
+        double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
+        double least = (double)FL_CHUNK_MIN_ROWS / B;
+        want = want > least ? want : least;
+        if (want < (double)T)
+            chunk = want < 1 ? 1 : (int)want;
+    }
+    const size_t xp_rows = chunk >= T ? N : (size_t)chunk * B;
+
+    /* scratch: [XP (a chunk), ex (inference only) | R per thread | hs x 2 |
+     * cs | zero bias | w_hh^T slices | w_ih slices (threads) | valid rows of
+     * x (ragged)], ints: perm, len, idx, tstart */
+    size_t n_xp = training ? 0 : xp_rows * GH + (size_t)B * EH;
     size_t n_r = (size_t)nthreads * B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
     size_t n_wt = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(H, GH) : 0;
+    size_t s_ih = (size_t)G * FL_NAME(fl_panel_size)(I, maxnu);
+    size_t n_ih = nthreads > 1 ? (size_t)nthreads * s_ih : 0;
     size_t n_xg = packed ? N * I : 0;
     FL_REAL *buf = malloc(sizeof(FL_REAL) *
-                          (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_xg + 1));
-    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
+                          (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_ih + n_xg + 1));
+    int *ibuf = malloc(sizeof(int) *
+                       (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) + 1));
     if (!buf || !ibuf) {
         free(buf);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
-    FL_NAME(fwd_ctx) c;
-    memset(&c, 0, sizeof c);
     c.cell = cell;
     c.blas = blas;
     c.isa = isa;
@@ -383,17 +449,21 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.reverse = a->reverse, c.training = training, c.pack = pack;
     c.w_hh = w_hh;
     c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
-    c.ex = training ? NULL : buf + N * GH;  /* per-step extra, discarded */
+    c.xp_whole = training;
+    c.chunk = chunk;
+    c.ex = training ? NULL : buf + xp_rows * GH;  /* per-step extra, discarded */
     c.r = buf + n_xp;
     c.hs[0] = c.r + n_r;
     c.hs[1] = c.hs[0] + n_h;
     c.cs = cell->has_c ? c.hs[1] + n_h : NULL;
     FL_REAL *zero = c.hs[1] + n_h + n_c;
     c.wt = zero + n_zero;
+    c.pih = c.wt + n_wt;
+    c.pih_stride = s_ih;
     c.y = y;
     c.hprev = a->hprev;
     c.extra = a->extra;
-    FL_REAL *xg = c.wt + n_wt;
+    FL_REAL *xg = c.pih + n_ih;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
     c.idx = packed ? ibuf + 2 * B : NULL;
@@ -413,26 +483,27 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
             if (c.idx[r] >= 0)
                 memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
         x = xg;
+        /* the packed rows of time t start after those of the earlier steps;
+         * rows are sorted by decreasing length, so len[0..n) > t is a prefix */
+        int *tstart = ibuf + 2 * B + (size_t)T * B;
+        tstart[0] = 0;
+        for (int t = 0, n = B; t < T; t++) {
+            while (n > 0 && len[n - 1] <= t)
+                n--;
+            tstart[t + 1] = tstart[t] + n;
+        }
+        c.tstart = tstart;
     }
-
-    /* 1. input projection of every (valid) step at once: on the BLAS, or with
-     * several threads by the threads themselves (each its own columns), so
-     * that the BLAS's pool never runs beside fastlstm's threads */
     c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
     atomic_init(&c.failed, 0);
-    c.project = nthreads > 1;
-    if (!c.project) {
-        st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 1, (int)N, GH, I, x, I, w_ih, I, c.xp, GH);
-        if (st != FL_OK)
-            goto done;
-    }
 
     FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
     if (c.cs)
         FL_NAME(permute_rows)(c.cs, a->c0, perm, B, H, 0);
 
-    /* 2. the time loop, on one thread or several */
-    fl_split_units(c.u, nthreads, H);
+    /* the time loop (with the projection, chunk by chunk), on one thread or
+     * several; with several, each projects its own columns of XP on the
+     * panel kernel, so that the BLAS's pool never runs beside them */
     c.nthreads = nthreads;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
@@ -494,31 +565,25 @@ static int FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, i
                                       int u0, int nu, const FL_REAL *Y, int K, FL_REAL *dW,
                                       FL_REAL *db)
 {
-    size_t n_p = FL_NAME(fl_panel_size)(N, K);
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_p + (size_t)nu * N + 1));
-    if (!buf)
+    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(N, K) + 1));
+    if (!P)
         return FL_ERR_NOMEM;
-    FL_REAL *P = buf, *At = buf + n_p;
     FL_NAME(fl_pack_panels)(Y, K, N, K, 0, 0, 0, K, P);  /* Y as an N x K matrix */
     const int GH = G * H;
     for (int g = 0; g < G; g++) {
-        const FL_REAL *Dg = D + (size_t)g * H + u0;
-        for (int r0 = 0; r0 < N; r0 += 16)  /* At = Dg^T (nu x N), in tiles */
-            for (int m0 = 0; m0 < nu; m0 += 16)
-                for (int r = r0; r < N && r < r0 + 16; r++)
-                    for (int m = m0; m < nu && m < m0 + 16; m++)
-                        At[(size_t)m * N + r] = Dg[(size_t)r * GH + m];
-        FL_NAME(fl_gemm_panel)(isa, nu, K, N, 0, At, N, P, dW + (size_t)(g * H + u0) * K, K);
-        if (db)
-            for (int m = 0; m < nu; m++) {
-                FL_REAL acc = 0;
-                const FL_REAL *row = At + (size_t)m * N;
-                for (int r = 0; r < N; r++)
-                    acc += row[r];
-                db[g * H + u0 + m] = acc;
+        const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
+        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, 0, Dg, GH, P, dW + (size_t)(g * H + u0) * K, K);
+        if (db) {
+            FL_REAL *out = db + g * H + u0;
+            memset(out, 0, sizeof(FL_REAL) * (size_t)nu);
+            for (int r = 0; r < N; r++) {
+                const FL_REAL *row = Dg + (size_t)r * GH;
+                for (int m = 0; m < nu; m++)
+                    out[m] += row[m];
             }
+        }
     }
-    free(buf);
+    free(P);
     return FL_OK;
 }
 
@@ -533,7 +598,7 @@ static int FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     if (!P)
         return FL_ERR_NOMEM;
     FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, P);  /* w_ih as GH x I */
-    FL_NAME(fl_gemm_panel)(c->isa, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, P,
+    FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, P,
                            c->dx + (size_t)r0 * I, I);
     free(P);
     int st = FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->x, I, c->dw_ih,
@@ -587,7 +652,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
         /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
         FL_REAL beta = cell->has_direct ? 1 : 0;
         if (wp)
-            FL_NAME(fl_gemm_panel)(c->isa, nact, nu, GH, cell->has_direct, dgh, GH, wp,
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, nu, GH, cell->has_direct, dgh, GH, wp,
                                    c->dh + u0, H);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,

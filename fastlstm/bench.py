@@ -34,9 +34,9 @@ forward. A ragged batch counts only its valid steps.
 Thread count: ``--threads 1,2`` runs everything once per count, set in one
 place (:func:`set_num_threads`): the BLAS pools via threadpoolctl when it is
 installed (else OpenBLAS's own ``set_num_threads`` through ctypes),
-``torch.set_num_threads`` and ONNX Runtime's ``intra_op_num_threads`` (with
-spin-waiting off, so that idle ORT threads do not steal the cores from the
-implementation timed next).
+``torch.set_num_threads``, ``fastlstm.set_num_threads`` and ONNX Runtime's
+``intra_op_num_threads`` (with spin-waiting off, so that idle ORT threads do
+not steal the cores from the implementation timed next).
 
 Neither peer is a dependency of fastlstm: ``pip install torch==2.13.0 onnx
 onnxruntime threadpoolctl`` to get them all.
@@ -126,8 +126,10 @@ class ThreadSettings:
 
     ``apply(n)`` limits the BLAS and OpenMP pools (threadpoolctl, or a ctypes
     fallback for OpenBLAS), calls ``torch.set_num_threads(n)`` when torch is
-    loaded; fastlstm then runs on the BLAS's threads (its own stay at 1). ONNX
-    Runtime sessions read ``n`` when they are made (see :func:`ort_session`).
+    loaded, and ``fastlstm.set_num_threads(n)``: fastlstm splits its time
+    loop over n threads of its own where a step is large enough and the batch
+    at most 64, and otherwise runs on the BLAS's n threads. ONNX Runtime
+    sessions read ``n`` when they are made (see :func:`ort_session`).
     ``restore()`` undoes all of it.
     """
 
@@ -155,12 +157,9 @@ class ThreadSettings:
                 self._torch_orig = torch.get_num_threads()
             torch.set_num_threads(n)
         if hasattr(fastlstm, "set_num_threads"):
-            # fastlstm runs on the BLAS's n threads; its own per-step threads
-            # stay off, since the two pools on the same cores slow each other
-            # down (see fastlstm.set_num_threads)
             if self._fast_orig is None and hasattr(fastlstm, "get_num_threads"):
                 self._fast_orig = fastlstm.get_num_threads()
-            fastlstm.set_num_threads(1)
+            fastlstm.set_num_threads(n)
 
     def restore_blas(self):
         if self._limiter is not None:
