@@ -13,7 +13,8 @@ handed to C as function pointers.
 
 import numpy as np
 cimport numpy as cnp
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.exc cimport PyErr_Occurred
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
@@ -308,11 +309,13 @@ cdef bint _step_array(object v, int typenum, int nd, cnp.npy_intp d0, cnp.npy_in
     return True
 
 
-cdef bint _step_param(dict params, str key, int typenum, int nd, cnp.npy_intp d0,
-                      cnp.npy_intp d1, bint optional, const void **data):
+cdef int _step_param(dict params, str key, int typenum, int nd, cnp.npy_intp d0,
+                     cnp.npy_intp d1, bint optional, const void **data) except -1:
     """_step_array of params[key]; a missing optional key gives data NULL."""
-    cdef PyObject *v = PyDict_GetItem(params, key)
+    cdef PyObject *v = PyDict_GetItemWithError(params, key)
     if v == NULL:
+        if PyErr_Occurred():
+            return -1
         data[0] = NULL
         return optional
     return _step_array(<object>v, typenum, nd, d0, d1, data)
@@ -394,12 +397,15 @@ def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_si
     a.num_threads = 1
     a.lengths = NULL
     a.gates = a.hprev = a.extra = NULL
-    a.y = malloc(<size_t>(B * H) * cnp.PyArray_ITEMSIZE(<cnp.ndarray>h_n) + 1)
+    cdef double ybuf[512]  # y of a small step stays on the stack (4 KiB)
+    cdef size_t ybytes = <size_t>(B * H) * cnp.PyArray_ITEMSIZE(<cnp.ndarray>h_n)
+    a.y = <void *>ybuf if ybytes <= sizeof(ybuf) else malloc(ybytes)
     if a.y == NULL:
         raise MemoryError("fastlstm: out of memory for the kernel's workspace")
     cdef int status
     with nogil:
         status = fl_forward(&a, &_blas)
-    free(a.y)
+    if a.y != <void *>ybuf:
+        free(a.y)
     _check(status)
     return (h_n, c_n) if c_n is not None else h_n
