@@ -13,9 +13,6 @@ handed to C as function pointers.
 
 import numpy as np
 cimport numpy as cnp
-from cpython.dict cimport PyDict_GetItemWithError
-from cpython.exc cimport PyErr_Occurred
-from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
@@ -309,18 +306,6 @@ cdef bint _step_array(object v, int typenum, int nd, cnp.npy_intp d0, cnp.npy_in
     return True
 
 
-cdef int _step_param(dict params, str key, int typenum, int nd, cnp.npy_intp d0,
-                     cnp.npy_intp d1, bint optional, const void **data) except -1:
-    """_step_array of params[key]; a missing optional key gives data NULL."""
-    cdef PyObject *v = PyDict_GetItemWithError(params, key)
-    if v == NULL:
-        if PyErr_Occurred():
-            return -1
-        data[0] = NULL
-        return optional
-    return _step_array(<object>v, typenum, nd, d0, d1, data)
-
-
 def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_size, x, hx,
               dict params not None):
     """One inference step (T = 1) of a cell of `input_size` -> `hidden_size` units, or None.
@@ -378,10 +363,15 @@ def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_si
         return None
     if c0 is not None and not _step_array(c0, typenum, nd, B, H, &a.c0):
         return None
-    if not (_step_param(params, "weight_ih", typenum, 2, G * H, I, False, &a.w_ih)
-            and _step_param(params, "weight_hh", typenum, 2, G * H, H, False, &a.w_hh)
-            and _step_param(params, "bias_ih", typenum, 1, 0, G * H, True, &a.b_ih)
-            and _step_param(params, "bias_hh", typenum, 1, 0, G * H, True, &a.b_hh)):
+    # the parameters are held here (not borrowed from the dict) until the
+    # kernel is done: another thread may replace them while it runs
+    w_ih, w_hh = params.get("weight_ih"), params.get("weight_hh")
+    b_ih, b_hh = params.get("bias_ih"), params.get("bias_hh")
+    a.b_ih = a.b_hh = NULL
+    if not (_step_array(w_ih, typenum, 2, G * H, I, &a.w_ih)
+            and _step_array(w_hh, typenum, 2, G * H, H, &a.w_hh)
+            and (b_ih is None or _step_array(b_ih, typenum, 1, 0, G * H, &a.b_ih))
+            and (b_hh is None or _step_array(b_hh, typenum, 1, 0, G * H, &a.b_hh))):
         return None
     # the outputs; y (T = 1: the same values as h_n) is scratch
     cdef cnp.npy_intp dims[2]

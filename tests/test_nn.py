@@ -685,3 +685,29 @@ def test_cell_inference_from_several_threads():
     for w, g in zip(want, got):
         np.testing.assert_array_equal(g[0], w[0])
         np.testing.assert_array_equal(g[1], w[1])
+
+
+def test_cell_inference_while_another_thread_replaces_parameters():
+    # an eval step holds the parameter arrays it runs on: replacing them in the
+    # dict from another thread while the kernel runs (without the GIL) must not
+    # free them under it (arrays of 1 MB, which the allocator returns to the OS)
+    import threading
+    cell = fastlstm.GRUCell(256, 256, seed=0).eval()
+    x = np.ones((1, 256), np.float32)
+    shapes = {k: v.shape for k, v in cell._params.items()}
+    stop = threading.Event()
+
+    def replace():
+        rng = np.random.default_rng(7)
+        while not stop.is_set():
+            for k, s in shapes.items():
+                cell._params[k] = rng.uniform(-0.1, 0.1, s).astype(np.float32)
+    t = threading.Thread(target=replace)
+    t.start()
+    try:
+        for _ in range(2000):
+            h = cell(x)
+            assert h.shape == (1, 256) and np.isfinite(h).all()
+    finally:
+        stop.set()
+        t.join()
