@@ -322,7 +322,6 @@ def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_si
     the messages for bad input). Kernel errors raise as in forward().
     """
     cdef fl_forward_args a
-    cdef const void *p
     if code == FL_LSTM or code == FL_GRU:
         a.cell = code
     elif nonlinearity == "tanh":
