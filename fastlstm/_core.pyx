@@ -14,6 +14,8 @@ handed to C as function pointers.
 import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int64_t
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport malloc, free
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 cnp.import_array()
@@ -284,3 +286,115 @@ def activation(str kind, x):
         status = fl_activation(dt, code, n, p_in, p_out)
     _check(status)
     return out
+
+
+# ---- one inference step of a cell (fastlstm.nn's eval-mode cells) ----
+
+cdef bint _step_array(object v, int typenum, int nd, cnp.npy_intp d0, cnp.npy_intp d1,
+                      const void **data):
+    """True, with data set, if v is exactly a numpy.ndarray of `typenum`, aligned, native,
+    C-contiguous and of shape (d0, d1) (nd 2) or (d1,) (nd 1)."""
+    if type(v) is not cnp.ndarray:
+        return False
+    cdef cnp.ndarray a = <cnp.ndarray>v
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    if (cnp.PyArray_TYPE(a) != typenum or cnp.PyArray_NDIM(a) != nd
+            or dims[nd - 1] != d1 or (nd == 2 and dims[0] != d0)
+            or not cnp.PyArray_ISBEHAVED_RO(a) or not cnp.PyArray_IS_C_CONTIGUOUS(a)):
+        return False
+    data[0] = cnp.PyArray_DATA(a)
+    return True
+
+
+def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_size, x, hx,
+              dict params not None):
+    """One inference step (T = 1) of a cell of `input_size` -> `hidden_size` units, or None.
+
+    code: CELLS["lstm"] or CELLS["gru"], or any RNN code, whose nonlinearity
+    ('tanh' or 'relu') then picks the cell. x: (B, I), or (I,) unbatched; hx:
+    None, an (h, c) tuple or list for the LSTM (each None or an array), else
+    None or h; states (B, H), or (H,) unbatched; params: the cell's dict of
+    weight_ih, weight_hh and optional bias_ih, bias_hh. Every array must be
+    exactly a numpy.ndarray of type `typenum`, aligned, native and
+    C-contiguous, with the above shapes: then this returns the fresh (h', c')
+    for the LSTM, else h', of x's layout. For anything else it returns None,
+    having done nothing, and the caller takes its checked path (which gives
+    the messages for bad input). Kernel errors raise as in forward().
+    """
+    cdef fl_forward_args a
+    if code == FL_LSTM or code == FL_GRU:
+        a.cell = code
+    elif nonlinearity == "tanh":
+        a.cell = FL_RNN_TANH
+    elif nonlinearity == "relu":
+        a.cell = FL_RNN_RELU
+    else:
+        return None
+    if typenum == cnp.NPY_FLOAT:
+        a.dtype = FL_FLOAT32
+    elif typenum == cnp.NPY_DOUBLE:
+        a.dtype = FL_FLOAT64
+    else:
+        return None
+    cdef int G = fl_cell_gates(a.cell), nd
+    cdef cnp.npy_intp B, H = hidden_size, I = input_size
+    # x fixes the layout: (B, I) or unbatched (I,)
+    if type(x) is not cnp.ndarray:
+        return None
+    nd = cnp.PyArray_NDIM(<cnp.ndarray>x)
+    if nd != 1 and nd != 2:
+        return None
+    B = cnp.PyArray_DIMS(<cnp.ndarray>x)[0] if nd == 2 else 1
+    if B > INT_MAX:
+        return None
+    if not _step_array(x, typenum, nd, B, I, &a.x):
+        return None
+    h0 = c0 = None
+    if a.cell == FL_LSTM:
+        if hx is not None:
+            if (type(hx) is not tuple and type(hx) is not list) or len(hx) != 2:
+                return None
+            h0, c0 = hx
+    else:
+        h0 = hx
+    a.h0 = a.c0 = NULL
+    if h0 is not None and not _step_array(h0, typenum, nd, B, H, &a.h0):
+        return None
+    if c0 is not None and not _step_array(c0, typenum, nd, B, H, &a.c0):
+        return None
+    # the parameters are held here (not borrowed from the dict) until the
+    # kernel is done: another thread may replace them while it runs
+    w_ih, w_hh = params.get("weight_ih"), params.get("weight_hh")
+    b_ih, b_hh = params.get("bias_ih"), params.get("bias_hh")
+    a.b_ih = a.b_hh = NULL
+    if not (_step_array(w_ih, typenum, 2, G * H, I, &a.w_ih)
+            and _step_array(w_hh, typenum, 2, G * H, H, &a.w_hh)
+            and (b_ih is None or _step_array(b_ih, typenum, 1, 0, G * H, &a.b_ih))
+            and (b_hh is None or _step_array(b_hh, typenum, 1, 0, G * H, &a.b_hh))):
+        return None
+    # the outputs; y (T = 1: the same values as h_n) is scratch
+    cdef cnp.npy_intp dims[2]
+    dims[0] = B
+    dims[1] = H
+    cdef cnp.npy_intp *odims = &dims[2 - nd]  # (B, H) or (H,)
+    h_n = cnp.PyArray_EMPTY(nd, odims, typenum, 0)
+    c_n = cnp.PyArray_EMPTY(nd, odims, typenum, 0) if a.cell == FL_LSTM else None
+    a.h_n = cnp.PyArray_DATA(<cnp.ndarray>h_n)
+    a.c_n = cnp.PyArray_DATA(<cnp.ndarray>c_n) if c_n is not None else NULL
+    a.T, a.B, a.n_in, a.H = 1, <int>B, <int>I, <int>H
+    a.reverse = 0
+    a.num_threads = 1
+    a.lengths = NULL
+    a.gates = a.hprev = a.extra = NULL
+    cdef double ybuf[512]  # y of a small step stays on the stack (4 KiB)
+    cdef size_t ybytes = <size_t>(B * H) * cnp.PyArray_ITEMSIZE(<cnp.ndarray>h_n)
+    a.y = <void *>ybuf if ybytes <= sizeof(ybuf) else malloc(ybytes)
+    if a.y == NULL:
+        raise MemoryError("fastlstm: out of memory for the kernel's workspace")
+    cdef int status
+    with nogil:
+        status = fl_forward(&a, &_blas)
+    if a.y != <void *>ybuf:
+        free(a.y)
+    _check(status)
+    return (h_n, c_n) if c_n is not None else h_n

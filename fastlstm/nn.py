@@ -449,6 +449,9 @@ class _CellBase(_Module):
         self._stack = []
         super().__init__(dtype, seed)
         self._bind_impl(self._impl)
+        # for _core.cell_step (an RNN's code is picked by its nonlinearity there)
+        self._code = _core.CELLS["rnn_tanh" if self.mode == "rnn" else self.mode]
+        self._typenum = self.dtype.num
 
     def _bind_impl(self, impl):
         """Use the kernel functions of `impl` (a module like fastlstm or fastlstm.reference)."""
@@ -470,6 +473,21 @@ class _CellBase(_Module):
     @staticmethod
     def _defaults():
         return dict(bias=True, nonlinearity="tanh")
+
+    def __call__(self, x, hx=None):
+        """One step; see the class docstring. Same as ``forward``."""
+        if not self.training and self._impl is _default_impl:
+            # inference on the C kernels: cell_step checks every array at C level
+            # (the parameters too, on each call) and runs the step if all are
+            # as it needs them; anything else (bad input included) it leaves to
+            # the checked path below, which gives the errors
+            out = _core.cell_step(self._code, self.nonlinearity, self._typenum,
+                                  self.input_size, self.hidden_size, x, hx, self._params)
+            if out is not None:
+                return out
+        return self._call(x, hx)
+
+    forward = __call__
 
     def clear_cache(self):
         """Drop the stack of training-mode steps not yet backpropagated."""
@@ -513,9 +531,10 @@ class _CellBase(_Module):
         if (not self.training and self._impl is _default_impl and x3.flags.c_contiguous
                 and (h0 is None or h0.flags.c_contiguous)
                 and (c0 is None or c0.flags.c_contiguous)):
-            # inference step on the C kernels: every argument is already checked
-            # and contiguous, so go straight to the bridge (which re-checks
-            # shapes and types at C level) and skip the per-call Python checks
+            # inference step on the C kernels that _core.cell_step declined (an
+            # ndarray subclass, or parameters it does not take as they are):
+            # every argument is checked and contiguous, so go straight to the
+            # bridge (which re-checks shapes and types at C level)
             code = "rnn_" + self.nonlinearity if self.mode == "rnn" else self.mode
             _, h, c, _ = _core.forward(code, x3, p["weight_ih"], p["weight_hh"],
                                        p.get("bias_ih"), p.get("bias_hh"), h0, c0, None,
@@ -598,7 +617,7 @@ class LSTMCell(_CellBase):
     def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
-    def __call__(self, x, hx=None):
+    def _call(self, x, hx):
         """One LSTM step: returns (h', c')."""
         if hx is None:
             return self._step(x, None, None)
@@ -606,8 +625,6 @@ class LSTMCell(_CellBase):
             raise TypeError("hx: expected None or a pair (h, c) for an LSTMCell, got "
                             f"{_checks._type_name(hx)}")
         return self._step(x, hx[0], hx[1])
-
-    forward = __call__
 
     def backward(self, d_h, d_c=None):
         """Backpropagate the most recent step; returns (dx, dh_prev, dc_prev)."""
@@ -621,14 +638,12 @@ class GRUCell(_CellBase):
     def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
-    def __call__(self, x, hx=None):
+    def _call(self, x, hx):
         """One GRU step: returns h'."""
         if isinstance(hx, (tuple, list)):
             raise TypeError(f"hx: expected None or an array h for a GRUCell, got a "
                             f"{type(hx).__name__}")
         return self._step(x, hx, None)[0]
-
-    forward = __call__
 
     def backward(self, d_h):
         """Backpropagate the most recent step; returns (dx, dh_prev)."""
@@ -649,14 +664,12 @@ class RNNCell(_CellBase):
         cfg["nonlinearity"] = self.nonlinearity
         return cfg
 
-    def __call__(self, x, hx=None):
+    def _call(self, x, hx):
         """One RNN step: returns h'."""
         if isinstance(hx, (tuple, list)):
             raise TypeError(f"hx: expected None or an array h for an RNNCell, got a "
                             f"{type(hx).__name__}")
         return self._step(x, hx, None)[0]
-
-    forward = __call__
 
     def backward(self, d_h):
         """Backpropagate the most recent step; returns (dx, dh_prev)."""

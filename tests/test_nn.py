@@ -584,3 +584,130 @@ def test_cell_inference_fast_path_matches_training_step(cls, kw, dtype):
     for a, b, c in zip(as_tuple(got), as_tuple(want), as_tuple(got_unbatched)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(c, b[0])
+
+
+def _cell_pair(cls, kw, dtype, bias=True):
+    """A cell in training mode and a copy of it in eval mode."""
+    a = cls(5, 7, bias=bias, dtype=dtype, seed=1, **kw)
+    b = cls(5, 7, bias=bias, dtype=dtype, seed=2, **kw).eval()
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _assert_same_step(a, b, x, hx):
+    want, got = a(x, hx), b(x, hx)
+    for u, v in zip(want if isinstance(want, tuple) else (want,),
+                    got if isinstance(got, tuple) else (got,)):
+        assert type(v) is np.ndarray and v.flags.c_contiguous and v.dtype == u.dtype
+        np.testing.assert_array_equal(v, u)
+
+
+@pytest.mark.parametrize("cls,kw", [(fastlstm.LSTMCell, {}), (fastlstm.GRUCell, {}),
+                                    (fastlstm.RNNCell, {"nonlinearity": "tanh"}),
+                                    (fastlstm.RNNCell, {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_cell_inference_odd_but_valid_input(cls, kw, dtype, bias):
+    # whatever layout the arguments come in, an eval step gives the training step's numbers
+    a, b = _cell_pair(cls, kw, dtype, bias)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 10)).astype(dtype)[:, ::2]  # not contiguous
+    h = np.asfortranarray(rng.standard_normal((3, 7)).astype(dtype))
+    ro = rng.standard_normal((3, 7)).astype(dtype)
+    ro.flags.writeable = False
+    lstm = cls is fastlstm.LSTMCell
+    states = [None, (h, ro), [ro, h], (None, h), (h, None)] if lstm else [None, h, ro]
+    for hx in states:
+        _assert_same_step(a, b, x, hx)
+        _assert_same_step(a, b, np.ascontiguousarray(x), hx)
+        hx0 = None if hx is None else (type(hx)(None if v is None else v[1] for v in hx)
+                                       if lstm else hx[1])
+        _assert_same_step(a, b, np.ascontiguousarray(x[1]), hx0)  # unbatched
+    _assert_same_step(a, b, np.zeros((0, 5), dtype), None)  # an empty batch
+    _assert_same_step(a, b, x.view(np.matrix), None)  # a subclass
+
+
+@pytest.mark.parametrize("cls,kw", [(fastlstm.LSTMCell, {}), (fastlstm.GRUCell, {}),
+                                    (fastlstm.RNNCell, {"nonlinearity": "relu"})])
+def test_cell_inference_sees_parameter_changes(cls, kw):
+    # eval steps read the parameters on every call: new values (in place or by
+    # load_state_dict), arrays assigned to the parameter dict and a changed
+    # nonlinearity all count from the next step on
+    a, b = _cell_pair(cls, kw, np.float32)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    h = rng.standard_normal((2, 7)).astype(np.float32)
+    hx = (h, h) if cls is fastlstm.LSTMCell else h
+    _assert_same_step(a, b, x, hx)
+    for p in (a, b):
+        p.parameters()["weight_hh"] *= 2  # in place
+        p.parameters()["bias_ih"][3] = 1.5
+    _assert_same_step(a, b, x, hx)
+    state = {k: rng.standard_normal(v.shape) for k, v in a.state_dict().items()}
+    for p in (a, b):
+        p.load_state_dict(state)
+    _assert_same_step(a, b, x, hx)
+    w = rng.standard_normal(a._params["weight_ih"].shape).astype(np.float32)
+    before = b(x, hx)
+    for p in (a, b):
+        p._params["weight_ih"] = w.copy()
+    _assert_same_step(a, b, x, hx)
+    after = b(x, hx)
+    assert not np.array_equal(before if cls is not fastlstm.LSTMCell else before[0],
+                              after if cls is not fastlstm.LSTMCell else after[0])
+    if cls is fastlstm.RNNCell:
+        for p in (a, b):
+            p.nonlinearity = "tanh"
+        # training steps keep the kernels bound at construction; the eval step
+        # follows the attribute, as it did before it had its own entry
+        want = fastlstm.rnn_forward(x[None], *(b._params[k] for k in
+                                    ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+                                    h0=h, nonlinearity="tanh")[1]
+        np.testing.assert_array_equal(b(x, hx), want)
+
+
+def test_cell_inference_from_several_threads():
+    import threading
+    cell = fastlstm.LSTMCell(16, 32, seed=0).eval()
+    rng = np.random.default_rng(6)
+    xs = rng.standard_normal((8, 4, 16)).astype(np.float32)
+    want = [cell(x) for x in xs]
+    got = [None] * len(xs)
+
+    def run(i):
+        for _ in range(200):
+            got[i] = cell(xs[i])
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g[0], w[0])
+        np.testing.assert_array_equal(g[1], w[1])
+
+
+def test_cell_inference_while_another_thread_replaces_parameters():
+    # an eval step holds the parameter arrays it runs on: replacing them in the
+    # dict from another thread while the kernel runs (without the GIL) must not
+    # free them under it (arrays of 1 MB, which the allocator returns to the OS)
+    import threading
+    cell = fastlstm.GRUCell(256, 256, seed=0).eval()
+    x = np.ones((1, 256), np.float32)
+    shapes = {k: v.shape for k, v in cell._params.items()}
+    stop = threading.Event()
+
+    def replace():
+        rng = np.random.default_rng(7)
+        while not stop.is_set():
+            for k, s in shapes.items():
+                cell._params[k] = rng.uniform(-0.1, 0.1, s).astype(np.float32)
+    t = threading.Thread(target=replace)
+    t.start()
+    try:
+        for _ in range(2000):
+            h = cell(x)
+            assert h.shape == (1, 256) and np.isfinite(h).all()
+    finally:
+        stop.set()
+        t.join()

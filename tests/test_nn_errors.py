@@ -245,3 +245,41 @@ def test_stack_bad_arguments():
                                                                         bidirectional=False))
     with pytest.raises(ValueError, match="d_c_n: only an LSTM has a cell state"):
         _layers.stack_backward(cache, d_c_n=np.zeros((1, 2, 4)))
+
+
+def _error(fn):
+    try:
+        fn()
+    except Exception as e:  # the exception type and message, to compare
+        return type(e), str(e)
+    raise AssertionError("no exception")
+
+
+@pytest.mark.parametrize("cls", [LSTMCell, GRUCell, RNNCell])
+def test_cell_bad_input_same_errors_in_eval_mode(cls):
+    # eval mode runs steps through _core.cell_step, which leaves anything it
+    # does not take to the checked path: the errors are those of training mode
+    c = cls(3, 4)
+    h, h64 = np.zeros((2, 4), F32), np.zeros((2, 4), F64)
+    state = (lambda h: (h, h)) if cls is LSTMCell else (lambda h: h)
+    calls = [
+        lambda: c(_x(2, 5)),
+        lambda: c(_x(1, 2, 3)),
+        lambda: c(_x(2, 3, dtype=F64)),
+        lambda: c(_x(2, 3).astype(">f4")),
+        lambda: c([[0.0] * 3] * 2),
+        lambda: c(_x(2, 3), state(h64)),
+        lambda: c(_x(2, 3), state(np.zeros((3, 4), F32))),
+        lambda: c(_x(2, 3), state(np.zeros((2, 5), F32))),
+        lambda: c(_x(3), state(h)),
+        lambda: c(_x(2, 3), state([[0.0] * 4] * 2)),
+        lambda: c(_x(2, 3), (h,)),
+        lambda: c(_x(2, 3), (h, h, h)),
+    ]
+    if cls is LSTMCell:
+        calls += [lambda: c(_x(2, 3), h), lambda: c(_x(2, 3), (h, np.zeros((2, 4), F64)))]
+    else:
+        calls += [lambda: c(_x(2, 3), (h, h)), lambda: c(_x(2, 3), [h])]
+    want = [_error(fn) for fn in calls]
+    c.eval()
+    assert [_error(fn) for fn in calls] == want
