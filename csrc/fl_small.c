@@ -61,7 +61,41 @@ static inline void FL_INAME(block)(int mr, int K, const FL_REAL *restrict A, int
         }
 }
 
-/* Sum of the lanes of v, as a tree (short dependency chains). */
+/* Sum of the lanes of v, as a tree (short dependency chains): the upper
+ * half added to the lower half until one lane is left. Where the compiler
+ * has __builtin_shufflevector (Clang, GCC 12+) the halves are swapped in
+ * registers; otherwise through memory, which costs store-forwarding stalls
+ * (they dominated a single B=1 step). Same additions in the same order. */
+#if FL_IS_FLOAT
+#define FL_LANES (FL_VEC_BYTES / 4)
+#else
+#define FL_LANES (FL_VEC_BYTES / 8)
+#endif
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define FL_SWAP_HALVES(v, ...) (v) += __builtin_shufflevector((v), (v), __VA_ARGS__)
+static inline FL_REAL FL_INAME(hsum)(FL_INAME(fl_vec) v)
+{
+#if FL_LANES == 16
+    FL_SWAP_HALVES(v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    FL_SWAP_HALVES(v, 4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15);
+    FL_SWAP_HALVES(v, 2, 3, 0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    FL_SWAP_HALVES(v, 1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#elif FL_LANES == 8
+    FL_SWAP_HALVES(v, 4, 5, 6, 7, 0, 1, 2, 3);
+    FL_SWAP_HALVES(v, 2, 3, 0, 1, 4, 5, 6, 7);
+    FL_SWAP_HALVES(v, 1, 0, 2, 3, 4, 5, 6, 7);
+#elif FL_LANES == 4
+    FL_SWAP_HALVES(v, 2, 3, 0, 1);
+    FL_SWAP_HALVES(v, 1, 0, 2, 3);
+#elif FL_LANES == 2
+    FL_SWAP_HALVES(v, 1, 0);
+#else
+#error "unexpected vector width"
+#endif
+    return v[0];
+}
+#undef FL_SWAP_HALVES
+#else
 static inline FL_REAL FL_INAME(hsum)(FL_INAME(fl_vec) v)
 {
     FL_REAL t[FL_VL];
@@ -71,6 +105,8 @@ static inline FL_REAL FL_INAME(hsum)(FL_INAME(fl_vec) v)
             t[l] += t[l + w];
     return t[0];
 }
+#endif
+#undef FL_LANES
 
 /* c[0..3] (=|+=) dot(a, b_r) for the four rows b_r = B + r * ldb, length K */
 static inline void FL_INAME(dot4)(int K, const FL_REAL *restrict a,
@@ -208,15 +244,10 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int K, const FL_REAL
 }
 
 /* Panels one row of A meets at once: enough accumulators (FL_PROW *
- * FL_PNR) to hide the latency of the multiply-adds, few enough to stay in
- * registers (16 of AVX-512's 32, 8 of AVX2's 16). */
-#if FL_VEC_BYTES == 64
-#define FL_PROW 8
-#elif FL_VEC_BYTES == 32
-#define FL_PROW 2
-#else
-#define FL_PROW 1
-#endif
+ * FL_PNR) to hide the latency of the multiply-adds. (8 panels, tried on
+ * AVX-512, were slower at K = 64: eight streams 8 KiB apart compete for the
+ * same sets of L1.) */
+#define FL_PROW 4
 
 /* One row of A against np <= FL_PROW panels at once: with a single row, one
  * panel alone would give only FL_PNR accumulators. c receives columns n0..
@@ -278,6 +309,7 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
  * twice, with ta constant. */
 #define FL_KC 192
 #define FL_MC 256
+#define FL_KLONG 2048
 FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accumulate,
                                         const FL_REAL *restrict A, int lda,
                                         const FL_REAL *restrict P, FL_REAL *restrict C,
@@ -287,12 +319,21 @@ FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accu
         FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
         return;
     }
+    /* a long K (weight gradients: K = N rows of the sequence): chunks of K
+     * outermost, so the block of op(A) in use (FL_MC x FL_KC) stays in L2
+     * while every panel passes over it, instead of op(A) streaming from
+     * memory once per panel */
+    const int kfirst = K > FL_KLONG;
     for (int mc = 0; mc < M; mc += FL_MC) {
         int me = M - mc < FL_MC ? M : mc + FL_MC;
-        for (int n0 = 0; n0 < N; n0 += FL_PW) {
+        for (int outer = 0; outer < (kfirst ? K : N) || outer == 0;
+             outer += kfirst ? FL_KC : FL_PW)
+        for (int inner = 0; inner < (kfirst ? N : K) || inner == 0;
+             inner += kfirst ? FL_PW : FL_KC) {
+            const int n0 = kfirst ? inner : outer, k0 = kfirst ? outer : inner;
             const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
             int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
-            for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
+            {
                 int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
                 int acc = accumulate || k0 > 0;
                 const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
@@ -324,6 +365,7 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
 }
 #undef FL_MC
 #undef FL_KC
+#undef FL_KLONG
 
 #undef FL_PNR
 #undef FL_PMR
