@@ -28,20 +28,19 @@ def set_num_threads(n):
 
     With n > 1, calls whose steps are large enough (batches up to 64 and at
     least about 128K multiply-adds per step) run entirely on fastlstm's own
-    threads: each owns a slice of the hidden units for the input projection,
-    every time step (one barrier per step) and, in backward, the
-    whole-sequence products; the BLAS is not called, so its pool and
-    fastlstm's never compete. Other calls run as with n = 1: the per-step
-    products on one thread, the whole-sequence products on the BLAS with its
-    own threads (SciPy's OpenBLAS; threadpoolctl sets their number). On this
-    project's 2-core machine n = 2 helped at batch 1 with large H and was
-    neutral to slower elsewhere, so 1 is the default; measure with
-    ``python -m fastlstm.bench`` before raising it. OpenBLAS's idle threads
-    keep spinning for a while after each call, so limit the BLAS to one
-    thread when fastlstm's threads are on::
+    threads: each owns a slice of the hidden units for the input projection
+    (chunk by chunk, just before the steps that read it), every time step
+    (one barrier per step) and, in backward, the whole-sequence products;
+    the BLAS is not called, so its pool and fastlstm's never compete. Other
+    calls run as with n = 1: the per-step products on one thread, the
+    whole-sequence products on the BLAS with its own threads (SciPy's
+    OpenBLAS; threadpoolctl sets their number). 1 is the default, so that
+    fastlstm only takes the cores it is given; ``python -m fastlstm.bench
+    --threads 2`` sets n = 2 (see BENCHMARKS.md for what it gains). Results
+    agree with n = 1 to rounding (products may be summed in another order)::
 
         from threadpoolctl import threadpool_limits
-        threadpool_limits(1, user_api="blas")
+        threadpool_limits(2, user_api="blas")
         fastlstm.set_num_threads(2)
     """
     global _num_threads
