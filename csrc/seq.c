@@ -256,7 +256,7 @@ typedef struct {
     const FL_REAL *x, *w_ih;
     FL_REAL *pih;  /* per thread: packed w_ih slice (G panel sets), with threads */
     size_t pih_stride;
-    int I, N, chunk, xp_whole;  /* xp_whole: XP holds every row (training) */
+    int I, chunk;  /* in training XP is the gates array, every row of it */
     atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
@@ -331,7 +331,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
             size_t r0, r1;
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
             FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
-            xoff = c->xp_whole ? 0 : r0;
+            xoff = c->training ? 0 : r0;
             FL_REAL *dst = c->xp + (r0 - xoff) * GH;
             if (pih)  /* this thread's columns; only it reads them */
                 FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G,
@@ -449,7 +449,6 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.reverse = a->reverse, c.training = training, c.pack = pack;
     c.w_hh = w_hh;
     c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
-    c.xp_whole = training;
     c.chunk = chunk;
     c.ex = training ? NULL : buf + xp_rows * GH;  /* per-step extra, discarded */
     c.r = buf + n_xp;
@@ -494,7 +493,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         }
         c.tstart = tstart;
     }
-    c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
+    c.x = x, c.w_ih = w_ih, c.I = I;
     atomic_init(&c.failed, 0);
 
     FL_NAME(permute_rows)(c.hs[0], a->h0, perm, B, H, 0);
@@ -529,12 +528,12 @@ done:
     return st;
 }
 
-/* out[k] = sum over rows of m (rows x cols), k < cols */
-static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols)
+/* out[k] = sum over rows of m (rows x cols, row stride ld), k < cols */
+static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols, int ld)
 {
     memset(out, 0, sizeof(FL_REAL) * (size_t)cols);
     for (size_t i = 0; i < rows; i++) {
-        const FL_REAL *row = m + i * cols;
+        const FL_REAL *row = m + i * ld;
         for (int k = 0; k < cols; k++)
             out[k] += row[k];
     }
@@ -573,15 +572,8 @@ static int FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, i
     for (int g = 0; g < G; g++) {
         const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
         FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, 0, Dg, GH, P, dW + (size_t)(g * H + u0) * K, K);
-        if (db) {
-            FL_REAL *out = db + g * H + u0;
-            memset(out, 0, sizeof(FL_REAL) * (size_t)nu);
-            for (int r = 0; r < N; r++) {
-                const FL_REAL *row = Dg + (size_t)r * GH;
-                for (int m = 0; m < nu; m++)
-                    out[m] += row[m];
-            }
-        }
+        if (db)
+            FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH);
     }
     free(P);
     return FL_OK;
@@ -774,8 +766,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH,
                                         c.hprev, H, a->dw_hh, H);
         if (st == FL_OK && a->db_ih) {
-            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH);
-            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH);
+            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH, GH);
+            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH, GH);
         }
     }
     if (packed) {

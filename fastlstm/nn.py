@@ -458,7 +458,6 @@ class _CellBase(_Module):
         self._impl = impl
         self._kfwd = getattr(impl, f"{self.mode}_forward")
         self._kbwd = getattr(impl, f"{self.mode}_backward")
-        self._kextra = {"nonlinearity": self.nonlinearity} if self.mode == "rnn" else {}
 
     def _param_shapes(self):
         G, H = self._GATES[self.mode], self.hidden_size
@@ -528,18 +527,6 @@ class _CellBase(_Module):
         if c0 is not None:
             c0 = self._state("hx[1] (c)", c0, B, unbatched)
         p = self._params
-        if (not self.training and self._impl is _default_impl and x3.flags.c_contiguous
-                and (h0 is None or h0.flags.c_contiguous)
-                and (c0 is None or c0.flags.c_contiguous)):
-            # inference step on the C kernels that _core.cell_step declined (an
-            # ndarray subclass, or parameters it does not take as they are):
-            # every argument is checked and contiguous, so go straight to the
-            # bridge (which re-checks shapes and types at C level)
-            code = "rnn_" + self.nonlinearity if self.mode == "rnn" else self.mode
-            _, h, c, _ = _core.forward(code, x3, p["weight_ih"], p["weight_hh"],
-                                       p.get("bias_ih"), p.get("bias_hh"), h0, c0, None,
-                                       False, False, 1)
-            return (h[0], None if c is None else c[0]) if unbatched else (h, c)
         if self.mode == "lstm":
             _, h, c, cache = self._kfwd(x3, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
                                         p.get("bias_hh"), h0=h0, c0=c0,
@@ -547,7 +534,8 @@ class _CellBase(_Module):
         else:
             _, h, cache = self._kfwd(x3, p["weight_ih"], p["weight_hh"], p.get("bias_ih"),
                                      p.get("bias_hh"), h0=h0, training=self.training,
-                                     **self._kextra)
+                                     **({"nonlinearity": self.nonlinearity}
+                                        if self.mode == "rnn" else {}))
             c = None
         if cache is not None:
             self._stack.append((cache, unbatched, B))

@@ -658,12 +658,12 @@ def test_cell_inference_sees_parameter_changes(cls, kw):
     if cls is fastlstm.RNNCell:
         for p in (a, b):
             p.nonlinearity = "tanh"
-        # training steps keep the kernels bound at construction; the eval step
-        # follows the attribute, as it did before it had its own entry
+        # training and eval steps both follow the attribute
         want = fastlstm.rnn_forward(x[None], *(b._params[k] for k in
                                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
                                     h0=h, nonlinearity="tanh")[1]
         np.testing.assert_array_equal(b(x, hx), want)
+        _assert_same_step(a, b, x, hx)
 
 
 def test_cell_inference_from_several_threads():
