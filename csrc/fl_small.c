@@ -301,15 +301,61 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
     }
 }
 
+#define FL_KC 192
+#define FL_MC 256
+#define FL_KLONG 2048
+/* C (M x N) (= or +=) A^T @ B for A (K x M, row stride lda), B in panels,
+ * with op(A) copied block by block (FL_MC x FL_KC) into FL_PMR-row strips
+ * stored k-major, so that the kernel reads it contiguously: read in place,
+ * a strip of op(A) touches one cache line per k, lda apart, and with the
+ * power-of-two strides of gate arrays those lines all compete for the same
+ * L1 sets. K chunks are outermost (the block is copied once and met by
+ * every panel). Returns 0 without doing anything when the scratch block
+ * cannot be had (the caller then reads A in place). */
+static int FL_INAME(panel_gemm_ta_packed)(int M, int N, int K, int accumulate,
+                                          const FL_REAL *restrict A, int lda,
+                                          const FL_REAL *restrict P, FL_REAL *restrict C,
+                                          int ldc)
+{
+    FL_REAL *Ap = malloc(sizeof(FL_REAL) * FL_MC * FL_KC);
+    if (!Ap)
+        return 0;
+    for (int mc = 0; mc < M; mc += FL_MC) {
+        const int me = M - mc < FL_MC ? M : mc + FL_MC;
+        for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
+            const int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
+            const int acc = accumulate || k0 > 0;
+            /* strip b: rows mc + b*FL_PMR.. of op(A), at Ap + b*FL_PMR*kc */
+            for (int m0 = mc; m0 < me; m0 += FL_PMR) {
+                const int mr = me - m0 < FL_PMR ? me - m0 : FL_PMR;
+                FL_REAL *dst = Ap + (size_t)(m0 - mc) * kc;
+                for (int k = 0; k < kc; k++)
+                    memcpy(dst + (size_t)k * FL_PMR, A + (size_t)(k0 + k) * lda + m0,
+                           sizeof(FL_REAL) * (size_t)mr);
+            }
+            for (int n0 = 0; n0 < N; n0 += FL_PW) {
+                const FL_REAL *pk = P + (size_t)(n0 / FL_PW) * K * FL_PW + (size_t)k0 * FL_PW;
+                const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+                int m0 = mc;
+                for (; m0 + FL_PMR <= me; m0 += FL_PMR)
+                    FL_INAME(panel_block)(1, FL_PMR, kc, Ap + (size_t)(m0 - mc) * kc, FL_PMR,
+                                          pk, acc, nw, C + (size_t)m0 * ldc + n0, ldc);
+                if (m0 < me)
+                    FL_INAME(panel_block)(1, me - m0, kc, Ap + (size_t)(m0 - mc) * kc, FL_PMR,
+                                          pk, acc, nw, C + (size_t)m0 * ldc + n0, ldc);
+            }
+        }
+    }
+    free(Ap);
+    return 1;
+}
+
 /* C (M x N) (= or +=) op(A) (M x K) @ B, B given as panels; op(A) is A
  * (M x K, row stride lda) or, with ta, the transpose of A (K x M). Rows of
  * op(A) are taken FL_MC at a time (that block stays in L2 while every panel
  * passes over it) and K in chunks of FL_KC rows (the chunk of a panel,
  * FL_KC * 128 bytes, stays in L1 across the blocks of FL_PMR rows). Inlined
  * twice, with ta constant. */
-#define FL_KC 192
-#define FL_MC 256
-#define FL_KLONG 2048
 FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accumulate,
                                         const FL_REAL *restrict A, int lda,
                                         const FL_REAL *restrict P, FL_REAL *restrict C,
@@ -319,6 +365,8 @@ FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accu
         FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
         return;
     }
+    if (ta && FL_INAME(panel_gemm_ta_packed)(M, N, K, accumulate, A, lda, P, C, ldc))
+        return;
     /* a long K (weight gradients: K = N rows of the sequence): chunks of K
      * outermost, so the block of op(A) in use (FL_MC x FL_KC) stays in L2
      * while every panel passes over it, instead of op(A) streaming from
