@@ -196,16 +196,21 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
  * values (zero past column N). Streaming a panel touches consecutive memory,
  * whatever N is, so large power-of-two row strides cannot make the rows of B
  * fight over the same cache sets. fl_pack_panels (seq.c) builds them. */
-#define FL_PNR (FL_PW / FL_VL)          /* registers per panel row */
+#define FL_PNR (FL_PANEL_BYTES / FL_VEC_BYTES)  /* registers per panel row */
 #if FL_VEC_BYTES == 64
-#define FL_PMR 8                        /* rows of A per block: 16 accumulators (32 zmm) */
+#define FL_PMR 14                       /* rows of A per block: 28 accumulators (32 zmm) */
 #else
-#define FL_PMR (8 / FL_PNR)             /* rows of A per block: 8 accumulators */
+#define FL_PMR (FL_VEC_BYTES / 16)      /* rows of A per block: 8 accumulators */
 #endif
 
-FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int K, const FL_REAL *restrict A, int lda,
-                                         const FL_REAL *restrict P, int accumulate, int nw,
-                                         FL_REAL *restrict C, int ldc)
+/* Rows [0, ms) of C[.., 0..nw) (= or +=) the product of mr rows of op(A)
+ * with kc rows of a panel (ms <= mr: rows past ms are padding). op(A) row r
+ * is A[r * lda + k], or with ta A[k * lda + r] (a packed strip is the
+ * latter with lda = mr). Inlined with ta and mr constant, so that the
+ * accumulators stay in registers. */
+FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const FL_REAL *restrict A,
+                                         int lda, const FL_REAL *restrict P, int accumulate,
+                                         int nw, FL_REAL *restrict C, int ldc)
 {
     FL_INAME(fl_vec) acc[FL_PMR][FL_PNR], b[FL_PNR];
     memset(acc, 0, sizeof acc);
@@ -220,7 +225,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int K, const FL_REAL
             }
         }
     }
-    for (int r = 0; r < mr && r < FL_PMR; r++) {
+    for (int r = 0; r < ms && r < FL_PMR; r++) {
         FL_REAL *c = C + (size_t)r * ldc;
         if (nw == FL_PW) {  /* a whole panel: vector loads and stores */
             for (int j = 0; j < FL_PNR; j++) {
@@ -241,6 +246,87 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int K, const FL_REAL
         else
             memcpy(c, out, sizeof(FL_REAL) * (size_t)nw);
     }
+}
+
+/* A packed strip of mr rows (ms of them real) against kc rows of a panel:
+ * panel_block with the row count a constant. */
+static void FL_INAME(strip_block)(int mr, int ms, int kc, const FL_REAL *restrict a,
+                                  const FL_REAL *restrict pk, int acc, int nw,
+                                  FL_REAL *restrict C, int ldc)
+{
+    switch (mr) {
+#define FL_STRIP_CASE(n) \
+    case n: FL_INAME(panel_block)(1, n, ms, kc, a, n, pk, acc, nw, C, ldc); return;
+#if FL_PMR >= 14
+    FL_STRIP_CASE(14)
+    FL_STRIP_CASE(12)
+    FL_STRIP_CASE(10)
+    FL_STRIP_CASE(8)
+    FL_STRIP_CASE(6)
+    FL_STRIP_CASE(4)
+#endif
+#if FL_PMR >= 2
+    FL_STRIP_CASE(2)
+#endif
+#undef FL_STRIP_CASE
+    default:
+        FL_INAME(panel_block)(1, mr, ms, kc, a, mr, pk, acc, nw, C, ldc);
+    }
+}
+
+/* How the M rows of a block of op(A) are cut into strips: as few as
+ * strips of at most FL_PMR rows allow, of near equal, even heights (a zero
+ * row pads an odd M), base + 2 rows for the first `extra` strips and base
+ * rows for the others. 64 rows: 14, 14, 12, 12, 12, not 14 x 4 + 8; 16
+ * rows: 8 + 8, not 14 + 2, whose 4 accumulators could not hide the latency
+ * of the multiply-adds. */
+FL_ALWAYS_INLINE void FL_INAME(strip_plan)(int M, int *base, int *extra)
+{
+    const int even = FL_PMR >= 2, Me = even ? M + (M & 1) : M;
+    const int n = (Me + FL_PMR - 1) / FL_PMR;
+    *base = even ? (Me / n) & ~1 : Me / n;
+    *extra = even ? (Me - *base * n) / 2 : 0;
+}
+
+/* Copy rows m0 .. m0 + ms of op(A), columns k0 .. k0 + kc, into a strip
+ * stored k-major ([k][r], mr values per k; rows ms .. mr are zero). op(A)
+ * is A (row stride lda) or with ta the transpose of A. */
+static void FL_INAME(pack_strip)(int ta, const FL_REAL *restrict A, int lda, int M, int m0,
+                                 int ms, int mr, int k0, int kc, FL_REAL *restrict dst)
+{
+    const int nv = (mr + FL_VL - 1) / FL_VL;  /* registers per k of the strip */
+    if (ta && ms == mr && m0 + nv * FL_VL <= M) {
+        /* whole registers: the values past mr of one k land in the next k's
+         * slots before those are written (dst has FL_VL values of slack),
+         * and past row M of op(A) nothing is read */
+        for (int k = 0; k < kc; k++) {
+            const FL_REAL *a = A + (size_t)(k0 + k) * lda + m0;
+            FL_REAL *d = dst + (size_t)k * mr;
+            for (int v = 0; v < nv; v++) {
+                FL_INAME(fl_vec) t;
+                memcpy(&t, a + v * FL_VL, sizeof t);
+                memcpy(d + v * FL_VL, &t, sizeof t);
+            }
+        }
+        return;
+    }
+    if (ta) {  /* (one loop with a select: a memcpy of a few values costs more) */
+        for (int k = 0; k < kc; k++) {
+            FL_REAL *d = dst + (size_t)k * mr;
+            const FL_REAL *a = A + (size_t)(k0 + k) * lda + m0;
+            for (int r = 0; r < mr; r++)
+                d[r] = r < ms ? a[r] : (FL_REAL)0;
+        }
+        return;
+    }
+    for (int r = 0; r < ms; r++) {
+        const FL_REAL *a = A + (size_t)(m0 + r) * lda + k0;
+        for (int k = 0; k < kc; k++)
+            dst[(size_t)k * mr + r] = a[k];
+    }
+    for (int r = ms; r < mr; r++)
+        for (int k = 0; k < kc; k++)
+            dst[(size_t)k * mr + r] = 0;
 }
 
 /* Panels one row of A meets at once: enough accumulators (FL_PROW *
@@ -304,45 +390,56 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
 #define FL_KC 192
 #define FL_MC 256
 #define FL_KLONG 2048
-/* C (M x N) (= or +=) A^T @ B for A (K x M, row stride lda), B in panels,
- * with op(A) copied block by block (FL_MC x FL_KC) into FL_PMR-row strips
- * stored k-major, so that the kernel reads it contiguously: read in place,
- * a strip of op(A) touches one cache line per k, lda apart, and with the
- * power-of-two strides of gate arrays those lines all compete for the same
- * L1 sets. K chunks are outermost (the block is copied once and met by
- * every panel). Returns 0 without doing anything when the scratch block
- * cannot be had (the caller then reads A in place). */
-static int FL_INAME(panel_gemm_ta_packed)(int M, int N, int K, int accumulate,
-                                          const FL_REAL *restrict A, int lda,
-                                          const FL_REAL *restrict P, FL_REAL *restrict C,
-                                          int ldc)
+#define FL_PACK_A_MIN_N 512
+/* C (M x N) (= or +=) op(A) (M x K) @ B, B given as panels; op(A) is A
+ * (M x K, row stride lda) or, with ta, the transpose of A (K x M). Rows of
+ * op(A) are taken FL_MC at a time and copied into strips (strip_plan),
+ * stored k-major, so that the kernel reads one contiguous stream of A and
+ * the strip stays in L1 beside the chunk of the panel it meets (FL_KC rows
+ * of K at a time, FL_KC * 128 bytes). Without ta the whole block of op(A)
+ * (FL_MC x K) is copied once and every panel passes over it; with ta, or a
+ * long K (weight gradients: K = N rows of the sequence), chunks of K are
+ * outermost and one FL_MC x FL_KC block is copied at a time: read in place,
+ * a strip of a transposed A would touch one cache line per k, lda apart,
+ * all competing for the same L1 sets. Returns 0 without doing anything when
+ * the scratch block cannot be had. */
+static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumulate,
+                                       const FL_REAL *restrict A, int lda,
+                                       const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
 {
-    FL_REAL *Ap = malloc(sizeof(FL_REAL) * FL_MC * FL_KC);
+    const int kfirst = ta || K > FL_KLONG;
+    const int mb = M < FL_MC ? M : FL_MC;
+    const int kstep = kfirst ? FL_KC : (K > 0 ? K : 1);
+    /* the strips of a block of at most mb rows span at most mb + 1 rows */
+    FL_REAL *Ap = malloc(sizeof(FL_REAL) * ((size_t)(mb + 1) * (kfirst ? FL_KC : K) + FL_VL));
     if (!Ap)
         return 0;
     for (int mc = 0; mc < M; mc += FL_MC) {
         const int me = M - mc < FL_MC ? M : mc + FL_MC;
-        for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
-            const int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
-            const int acc = accumulate || k0 > 0;
-            /* strip b: rows mc + b*FL_PMR.. of op(A), at Ap + b*FL_PMR*kc */
-            for (int m0 = mc; m0 < me; m0 += FL_PMR) {
-                const int mr = me - m0 < FL_PMR ? me - m0 : FL_PMR;
-                FL_REAL *dst = Ap + (size_t)(m0 - mc) * kc;
-                for (int k = 0; k < kc; k++)
-                    memcpy(dst + (size_t)k * FL_PMR, A + (size_t)(k0 + k) * lda + m0,
-                           sizeof(FL_REAL) * (size_t)mr);
+        int base, extra;
+        FL_INAME(strip_plan)(me - mc, &base, &extra);
+        for (int kb = 0; kb < K || kb == 0; kb += kstep) {
+            const int kn = kfirst ? (K - kb < FL_KC ? K - kb : FL_KC) : K;  /* K copied */
+            /* a strip of mr rows from row m0 on: at Ap + (m0 - mc) * kn, k-major */
+            for (int i = 0, m0 = mc, mr; m0 < me; i++, m0 += mr) {
+                mr = base + (i < extra ? 2 : 0);
+                FL_INAME(pack_strip)(ta, A, lda, M, m0, me - m0 < mr ? me - m0 : mr, mr, kb, kn,
+                                     Ap + (size_t)(m0 - mc) * kn);
             }
             for (int n0 = 0; n0 < N; n0 += FL_PW) {
-                const FL_REAL *pk = P + (size_t)(n0 / FL_PW) * K * FL_PW + (size_t)k0 * FL_PW;
+                const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
                 const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
-                int m0 = mc;
-                for (; m0 + FL_PMR <= me; m0 += FL_PMR)
-                    FL_INAME(panel_block)(1, FL_PMR, kc, Ap + (size_t)(m0 - mc) * kc, FL_PMR,
-                                          pk, acc, nw, C + (size_t)m0 * ldc + n0, ldc);
-                if (m0 < me)
-                    FL_INAME(panel_block)(1, me - m0, kc, Ap + (size_t)(m0 - mc) * kc, FL_PMR,
-                                          pk, acc, nw, C + (size_t)m0 * ldc + n0, ldc);
+                for (int k0 = kb; k0 < kb + kn || k0 == kb; k0 += FL_KC) {
+                    const int kc = kb + kn - k0 < FL_KC ? kb + kn - k0 : FL_KC;
+                    const int acc = accumulate || k0 > 0;
+                    for (int i = 0, m0 = mc, mr; m0 < me; i++, m0 += mr) {
+                        mr = base + (i < extra ? 2 : 0);
+                        FL_INAME(strip_block)(mr, me - m0 < mr ? me - m0 : mr, kc,
+                                              Ap + (size_t)(m0 - mc) * kn + (size_t)(k0 - kb) * mr,
+                                              panel + (size_t)k0 * FL_PW, acc, nw,
+                                              C + (size_t)m0 * ldc + n0, ldc);
+                    }
+                }
             }
         }
     }
@@ -350,54 +447,40 @@ static int FL_INAME(panel_gemm_ta_packed)(int M, int N, int K, int accumulate,
     return 1;
 }
 
-/* C (M x N) (= or +=) op(A) (M x K) @ B, B given as panels; op(A) is A
- * (M x K, row stride lda) or, with ta, the transpose of A (K x M). Rows of
- * op(A) are taken FL_MC at a time (that block stays in L2 while every panel
- * passes over it) and K in chunks of FL_KC rows (the chunk of a panel,
- * FL_KC * 128 bytes, stays in L1 across the blocks of FL_PMR rows). Inlined
- * twice, with ta constant. */
-FL_ALWAYS_INLINE void FL_INAME(panel_gemm)(int ta, int M, int N, int K, int accumulate,
-                                        const FL_REAL *restrict A, int lda,
-                                        const FL_REAL *restrict P, FL_REAL *restrict C,
-                                        int ldc)
+/* The same product with op(A) read in place, blocks of FL_PMR_IP rows: for
+ * few panels (copying A would cost more than it saves), or when no scratch
+ * can be had. (Fourteen rows read in place are fourteen streams.) */
+#if FL_PMR > 8
+#define FL_PMR_IP 8
+#else
+#define FL_PMR_IP FL_PMR
+#endif
+FL_ALWAYS_INLINE void FL_INAME(panel_gemm_inplace)(int ta, int M, int N, int K, int accumulate,
+                                                const FL_REAL *restrict A, int lda,
+                                                const FL_REAL *restrict P,
+                                                FL_REAL *restrict C, int ldc)
 {
-    if (M < 4 && !ta) {  /* a row or few (batch 1 streaming): several panels at a time */
-        FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
-        return;
-    }
-    if (ta && FL_INAME(panel_gemm_ta_packed)(M, N, K, accumulate, A, lda, P, C, ldc))
-        return;
-    /* a long K (weight gradients: K = N rows of the sequence): chunks of K
-     * outermost, so the block of op(A) in use (FL_MC x FL_KC) stays in L2
-     * while every panel passes over it, instead of op(A) streaming from
-     * memory once per panel */
-    const int kfirst = K > FL_KLONG;
-    for (int mc = 0; mc < M; mc += FL_MC) {
-        int me = M - mc < FL_MC ? M : mc + FL_MC;
-        for (int outer = 0; outer < (kfirst ? K : N) || outer == 0;
-             outer += kfirst ? FL_KC : FL_PW)
-        for (int inner = 0; inner < (kfirst ? N : K) || inner == 0;
-             inner += kfirst ? FL_PW : FL_KC) {
-            const int n0 = kfirst ? inner : outer, k0 = kfirst ? outer : inner;
-            const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-            int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
-            {
-                int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
-                int acc = accumulate || k0 > 0;
-                const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
-                int m0 = mc;
+    for (int mc = 0; mc < M; mc += FL_MC)  /* (that block of op(A) stays in L2) */
+    for (int n0 = 0; n0 < N; n0 += FL_PW) {
+        const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
+        const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+        const int me = M - mc < FL_MC ? M : mc + FL_MC;
+        for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
+            const int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
+            const int acc = accumulate || k0 > 0;
+            const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
 #define FL_A_AT(m) (ta ? A + (size_t)k0 * lda + (m) : A + (size_t)(m) * lda + k0)
-                for (; m0 + FL_PMR <= me; m0 += FL_PMR)
-                    FL_INAME(panel_block)(ta, FL_PMR, kc, FL_A_AT(m0), lda, pk, acc, nw,
-                                          C + (size_t)m0 * ldc + n0, ldc);
-                for (; FL_PMR > 4 && m0 + 4 <= me; m0 += 4)  /* (a copy specialised for 4) */
-                    FL_INAME(panel_block)(ta, 4, kc, FL_A_AT(m0), lda, pk, acc, nw,
-                                          C + (size_t)m0 * ldc + n0, ldc);
-                if (m0 < me)
-                    FL_INAME(panel_block)(ta, me - m0, kc, FL_A_AT(m0), lda, pk, acc, nw,
-                                          C + (size_t)m0 * ldc + n0, ldc);
+            int m0 = mc;
+            for (; m0 + FL_PMR_IP <= me; m0 += FL_PMR_IP)
+                FL_INAME(panel_block)(ta, FL_PMR_IP, FL_PMR_IP, kc, FL_A_AT(m0), lda, pk, acc,
+                                      nw, C + (size_t)m0 * ldc + n0, ldc);
+            for (; FL_PMR_IP > 4 && m0 + 4 <= me; m0 += 4)  /* (a copy specialised for 4) */
+                FL_INAME(panel_block)(ta, 4, 4, kc, FL_A_AT(m0), lda, pk, acc, nw,
+                                      C + (size_t)m0 * ldc + n0, ldc);
+            if (m0 < me)
+                FL_INAME(panel_block)(ta, me - m0, me - m0, kc, FL_A_AT(m0), lda, pk, acc, nw,
+                                      C + (size_t)m0 * ldc + n0, ldc);
 #undef FL_A_AT
-            }
         }
     }
 }
@@ -406,14 +489,28 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
                              const FL_REAL *restrict A, int lda, const FL_REAL *restrict P,
                              FL_REAL *restrict C, int ldc)
 {
+    if (M < 4 && !trans_a) {  /* a row or few (batch 1 streaming): several panels at a time */
+        FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
+        return;
+    }
+    /* copying op(A) pays when enough panels meet it and its strips are
+     * taller than the blocks read in place; a transposed A is always copied
+     * (read in place its lines would be lda apart) */
+    int base, extra;
+    FL_INAME(strip_plan)(M < FL_MC ? M : FL_MC, &base, &extra);
+    if ((trans_a || (N >= FL_PACK_A_MIN_N && base + (extra ? 2 : 0) > FL_PMR_IP)) &&
+        FL_INAME(panel_gemm_packed)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc))
+        return;
     if (trans_a)
-        FL_INAME(panel_gemm)(1, M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_INAME(panel_gemm_inplace)(1, M, N, K, accumulate, A, lda, P, C, ldc);
     else
-        FL_INAME(panel_gemm)(0, M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_INAME(panel_gemm_inplace)(0, M, N, K, accumulate, A, lda, P, C, ldc);
 }
 #undef FL_MC
 #undef FL_KC
 #undef FL_KLONG
+#undef FL_PACK_A_MIN_N
+#undef FL_PMR_IP
 
 #undef FL_PNR
 #undef FL_PMR

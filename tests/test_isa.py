@@ -34,6 +34,22 @@ def test_each_isa_matches_reference(monkeypatch, isa, cell, B, lengths, H, dtype
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+@pytest.mark.parametrize("cell,T,B,H", [
+    # products with at least 512 columns and more than 8 rows copy their
+    # rows into strips (up to 14 rows on AVX-512) before the panels meet
+    # them: B = 13 pads one strip with a zero row, B = 64 cuts strips of
+    # 14, 14, 12, 12, 12 (G*H = 528 for this GRU), B = 11 with the RNN's
+    # 512 columns, and the 25 x 12 = 300 rows of a whole-sequence input
+    # projection are two blocks of at most 256 rows
+    ("lstm", 3, 13, 128), ("gru", 2, 64, 176), ("rnn", 2, 11, 512), ("lstm", 25, 12, 128)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_each_isa_tall_products_match_reference(monkeypatch, isa, cell, T, B, H, dtype):
+    monkeypatch.setenv("FASTLSTM_ISA", isa)
+    fwd, bwd = make_problem(cell, T=T, B=B, I=6, H=H, dtype=dtype)
+    assert_fast_matches_reference(cell, fwd, bwd)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_each_isa_tanh_accuracy(monkeypatch, isa, dtype):
     # the tanh compiled into each copy's cells, seen through an RNN step with
