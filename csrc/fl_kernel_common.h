@@ -39,6 +39,14 @@ int fl_isa(void);
 #define FL_CHUNK_MIN_ROWS 128.0
 #endif
 
+/* On one thread, inference projects its inputs chunk by chunk too when the
+ * whole-sequence XP would take more than this (glibc serves blocks above
+ * 32 MiB with fresh pages on every call) and the batch runs on packed
+ * weights (B <= FL_PACK_MAX_B). */
+#ifndef FL_CHUNK1_MIN_BYTES
+#define FL_CHUNK1_MIN_BYTES 25165824.0
+#endif
+
 /* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
 #define FL_PANEL_BYTES 128
 

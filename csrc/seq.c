@@ -257,6 +257,7 @@ typedef struct {
     FL_REAL *pih;  /* per thread: packed w_ih slice (G panel sets), with threads */
     size_t pih_stride;
     int I, chunk;  /* in training XP is the gates array, every row of it */
+    int own_proj;  /* XP projected chunk by chunk on the panel kernel (pih) */
     atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
@@ -314,7 +315,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
 
-    FL_REAL *pih = c->nthreads > 1 ? c->pih + (size_t)tid * c->pih_stride : NULL;
+    FL_REAL *pih = c->own_proj ? c->pih + (size_t)tid * c->pih_stride : NULL;
     if (wt)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
         FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu, wt);
     if (pih)
@@ -405,16 +406,21 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int packed = a->lengths != NULL;
 
     /* With several threads the input projection runs `chunk` steps at a
-     * time, just before those steps (each thread its own columns): their XP
-     * is still in cache when read, and at inference the XP scratch holds one
-     * chunk, not the whole sequence (no fresh pages to fault in on every
-     * call). On one thread the projection is one product on the BLAS: a
-     * multi-threaded BLAS pool called once per chunk, between steps that
-     * keep one core busy, was measured to lose several times what chunks
-     * save. A ragged batch in reverse runs as one chunk (the rows of one of
-     * its steps belong to different time steps). */
+     * time, just before those steps (each thread its own columns, on the
+     * panel kernel): their XP is still in cache when read, and at inference
+     * the XP scratch holds one chunk, not the whole sequence (no fresh pages
+     * to fault in on every call). On one thread the projection is one
+     * product on the BLAS (a multi-threaded BLAS pool called once per chunk,
+     * between steps that keep one core busy, was measured to lose several
+     * times what chunks save), except at inference when the whole XP would
+     * be large (above FL_CHUNK1_MIN_BYTES, where the C library hands out
+     * fresh pages on every call): there chunks on the panel kernel win. A
+     * ragged batch in reverse runs as one chunk (the rows of one of its
+     * steps belong to different time steps). */
     int chunk = T;
-    if (nthreads > 1 && !(packed && a->reverse) && B > 0) {
+    const int one_thread_chunks = !training && B <= FL_PACK_MAX_B &&
+        (double)N * GH * sizeof(FL_REAL) > (double)FL_CHUNK1_MIN_BYTES;
+    if ((nthreads > 1 || one_thread_chunks) && !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;
         want = want > least ? want : least;
@@ -431,7 +437,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
     size_t n_wt = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(H, GH) : 0;
     size_t s_ih = (size_t)G * FL_NAME(fl_panel_size)(I, maxnu);
-    size_t n_ih = nthreads > 1 ? (size_t)nthreads * s_ih : 0;
+    /* XP on the panel kernel, from w_ih slices packed per thread: with
+     * threads (each projects its own columns) or chunks */
+    const int own_proj = nthreads > 1 || chunk < T;
+    size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
     size_t n_xg = packed ? N * I : 0;
     FL_REAL *buf = malloc(sizeof(FL_REAL) *
                           (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_ih + n_xg + 1));
@@ -450,6 +459,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.w_hh = w_hh;
     c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
     c.chunk = chunk;
+    c.own_proj = own_proj;
     c.ex = training ? NULL : buf + xp_rows * GH;  /* per-step extra, discarded */
     c.r = buf + n_xp;
     c.hs[0] = c.r + n_r;
@@ -509,6 +519,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (!fl_run_threads(nthreads, FL_NAME(fwd_worker), &c)) {
         nthreads = c.nthreads = 1;  /* no threads to be had: run on this one */
         fl_split_units(c.u, 1, H);
+        c.own_proj = 0;  /* (the w_ih slots are sized for a thread's units) */
         FL_NAME(fwd_worker)(&c, 0);
     }
     if (atomic_load(&c.failed)) {

@@ -55,3 +55,17 @@ def test_chunked_projection_matches_reference(threads, n, cell, ragged, reverse,
     inf = getattr(fastlstm, cell + "_forward")(**fwd, training=False)
     for a, b in zip(inf[:-1], out):
         np.testing.assert_array_equal(a, b)  # inference and training agree
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_one_thread_inference_projects_a_large_sequence_in_chunks(threads, ragged):
+    # On one thread, inference projects its inputs chunk by chunk (on the
+    # panel kernel) once the whole-sequence projection would take more than
+    # 24 MiB: 100 x 64 rows of 4 * 128 float64 gates are 26 MB.
+    threads(1)
+    lengths = [(b * 37) % 101 for b in range(64)] if ragged else None
+    fwd, _ = make_problem("lstm", T=100, B=64, I=8, H=128, dtype=np.float64, lengths=lengths)
+    got = fastlstm.lstm_forward(**fwd, training=False)
+    want = reference.lstm_forward(**fwd, training=False)
+    for a, b in zip(got[:-1], want[:-1]):
+        np.testing.assert_allclose(a, b, **TOLERANCE[np.dtype(np.float64)])
