@@ -56,6 +56,11 @@ int fl_isa(void);
 #ifndef FL_THREAD_MIN_WORK
 #define FL_THREAD_MIN_WORK 131072.0
 #endif
+/* the backward's time loop runs on one thread below this many per-step
+ * multiply-adds (B * G*H * H); its whole-sequence products still use all */
+#ifndef FL_BWD_THREAD_MIN_WORK
+#define FL_BWD_THREAD_MIN_WORK 6000000.0
+#endif
 /* batches above this leave the per-step product to the BLAS */
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64

@@ -555,6 +555,7 @@ typedef struct {
     const FL_NAME(fl_cell) *cell;
     const fl_blas *blas;
     int isa, T, B, H, G, EH, reverse, nthreads, pack;
+    int lthreads;  /* threads of the time loop (the first lthreads), <= nthreads */
     const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
     FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack) */
@@ -564,8 +565,9 @@ typedef struct {
     FL_REAL *dx, *dw_ih, *dw_hh, *db_ih, *db_hh;
     int I, N, products;
     atomic_int failed;
-    int u[FL_MAX_THREADS + 1];
-    fl_barrier bar;
+    int u[FL_MAX_THREADS + 1];   /* units of each thread in the products */
+    int ul[FL_MAX_THREADS + 1];  /* units of each thread in the time loop */
+    fl_barrier bar, lbar;        /* all threads; the loop's threads */
 } FL_NAME(bwd_ctx);
 
 /* dW[g*H + u0 .. + nu, :] = D[:, g*H + u0 .. + nu]^T Y for every gate g (D is
@@ -619,8 +621,10 @@ static int FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
  * still reads; one barrier per step suffices. */
 static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 {
+    if (tid >= c->lthreads)
+        goto products;  /* a thread of the products only */
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
-    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
+    const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
     const FL_NAME(fl_cell) *cell = c->cell;
     FL_REAL *wp = c->pack ? c->wp + (size_t)tid * FL_NAME(fl_panel_size)(GH, H) : NULL;
     if (wp)  /* this thread's units' columns of w_hh (GH x nu) */
@@ -650,8 +654,8 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
                     memcpy(c->dgh_full + row * GH + (size_t)g * H + u0,
                            dgh + (size_t)j * GH + (size_t)g * H + u0, sizeof(FL_REAL) * (size_t)nu);
         }
-        if (c->nthreads > 1)
-            fl_barrier_wait(&c->bar);
+        if (c->lthreads > 1)
+            fl_barrier_wait(&c->lbar);
         /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
         FL_REAL beta = cell->has_direct ? 1 : 0;
         if (wp)
@@ -661,6 +665,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
                              c->dh, H);
     }
+products:
     if (c->products) {
         fl_barrier_wait(&c->bar);  /* every thread's gate gradients are in */
         if (FL_NAME(bwd_products)(c, tid) != FL_OK)
@@ -751,15 +756,24 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 
     /* with several threads, they compute the products too, so that the BLAS's
      * pool never runs beside fastlstm's threads */
+    /* the time loop's threads split its steps by units, with a barrier per
+     * step; below FL_BWD_THREAD_MIN_WORK that costs more than it saves (its
+     * pointwise pass runs slower per unit on two threads than on one), and
+     * the loop runs on one thread while the others wait for the products */
+    c.lthreads = (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
     fl_split_units(c.u, nthreads, H);
+    fl_split_units(c.ul, c.lthreads, H);
     c.nthreads = nthreads;
     c.products = nthreads > 1;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
+    if (c.lthreads > 1)
+        fl_barrier_init(&c.lbar, c.lthreads);
     if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
-        c.nthreads = 1;  /* no threads to be had: run on this one */
+        c.nthreads = c.lthreads = 1;  /* no threads to be had: run on this one */
         c.products = 0;
         fl_split_units(c.u, 1, H);
+        fl_split_units(c.ul, 1, H);
         FL_NAME(bwd_worker)(&c, 0);
     }
 

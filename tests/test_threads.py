@@ -37,6 +37,22 @@ def test_threaded_time_loop_matches_reference(threads, n, cell, B, lengths, dtyp
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("cell,B,H", [("lstm", 24, 256), ("gru", 32, 256), ("rnn", 64, 320)])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threaded_backward_loop_matches_reference(threads, n, cell, B, H, ragged, dtype):
+    # the backward's time loop splits over the threads only from 6M per-step
+    # multiply-adds (B * G*H * H); smaller steps run it on one thread and
+    # share only the whole-sequence products (the test above)
+    threads(n)
+    lengths = [(7 * b) % 5 for b in range(B)] if ragged else None
+    for reverse in (False, True):
+        fwd, bwd = make_problem(cell, T=4, B=B, I=5, H=H, dtype=dtype, lengths=lengths)
+        fwd["reverse"] = reverse
+        assert_fast_matches_reference(cell, fwd, bwd)
+
+
 def test_threads_give_identical_results_to_one_thread(threads):
     fwd, _ = make_problem("lstm", T=20, B=3, I=16, H=128, dtype=np.float32)
     threads(1)
