@@ -563,8 +563,8 @@ typedef struct {
     /* with several threads they also compute the whole-sequence products */
     const FL_REAL *x, *w_ih;
     FL_REAL *dx, *dw_ih, *dw_hh, *db_ih, *db_hh;
+    FL_REAL *p_ih, *p_x, *p_h;  /* threads: w_ih, x and hprev in panels, shared */
     int I, N, products;
-    atomic_int failed;
     int u[FL_MAX_THREADS + 1];   /* units of each thread in the products */
     int ul[FL_MAX_THREADS + 1];  /* units of each thread in the time loop */
     fl_barrier bar, lbar;        /* all threads; the loop's threads */
@@ -573,14 +573,10 @@ typedef struct {
 /* dW[g*H + u0 .. + nu, :] = D[:, g*H + u0 .. + nu]^T Y for every gate g (D is
  * N x GH, Y is N x K), and the matching entries of the bias gradient db
  * (column sums of D; db may be NULL): a thread's own rows of dw_ih or dw_hh. */
-static int FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
-                                      int u0, int nu, const FL_REAL *Y, int K, FL_REAL *dW,
-                                      FL_REAL *db)
+static void FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
+                                       int u0, int nu, const FL_REAL *P, int K, FL_REAL *dW,
+                                       FL_REAL *db)
 {
-    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(N, K) + 1));
-    if (!P)
-        return FL_ERR_NOMEM;
-    FL_NAME(fl_pack_panels)(Y, K, N, K, 0, 0, 0, K, P);  /* Y as an N x K matrix */
     const int GH = G * H;
     for (int g = 0; g < G; g++) {
         const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
@@ -588,30 +584,40 @@ static int FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, i
         if (db)
             FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH);
     }
-    free(P);
-    return FL_OK;
 }
 
-/* A thread's share of the whole-sequence products after the time loop: rows
- * of dx, and its units' rows of dw_ih, dw_hh, db_ih, db_hh. */
-static int FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
+/* Thread tid's share (of n) of the panels of a K x ncols matrix src (row
+ * stride ld), packed into P as fl_pack_panels would pack all of them. */
+static void FL_NAME(pack_share)(const FL_REAL *src, int ld, int K, int ncols, FL_REAL *P,
+                                int tid, int n)
+{
+    const int np = (ncols + FL_PW - 1) / FL_PW;
+    const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
+    if (p1 > p0) {
+        const int c0 = p0 * FL_PW, c1 = p1 * FL_PW < ncols ? p1 * FL_PW : ncols;
+        FL_NAME(fl_pack_panels)(src, ld, K, c1 - c0, 0, 0, c0, c1 - c0,
+                                P + (size_t)p0 * K * FL_PW);
+    }
+}
+
+/* A thread's share of the whole-sequence products after the time loop:
+ * first its share of the panels every thread reads (w_ih as GH x I, x as
+ * N x I, hprev as N x H), then after a barrier its rows of dx and its
+ * units' rows of dw_ih, dw_hh, db_ih, db_hh. */
+static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
 {
     const int H = c->H, G = c->G, GH = G * H, I = c->I, N = c->N, n = c->nthreads;
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
     int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
-    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(GH, I) + 1));
-    if (!P)
-        return FL_ERR_NOMEM;
-    FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, P);  /* w_ih as GH x I */
-    FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, P,
+    FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
+    FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
+    FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
+    fl_barrier_wait(&c->bar);
+    FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I);
-    free(P);
-    int st = FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->x, I, c->dw_ih,
-                                        c->db_ih);
-    if (st == FL_OK)
-        st = FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->hprev, H,
-                                        c->dw_hh, c->db_hh);
-    return st;
+    FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih);
+    FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->p_h, H, c->dw_hh,
+                               c->db_hh);
 }
 
 /* The backward time loop for thread `tid`'s units: the pointwise gradient
@@ -668,8 +674,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 products:
     if (c->products) {
         fl_barrier_wait(&c->bar);  /* every thread's gate gradients are in */
-        if (FL_NAME(bwd_products)(c, tid) != FL_OK)
-            atomic_store(&c->failed, 1);
+        FL_NAME(bwd_products)(c, tid);
     }
 }
 
@@ -699,13 +704,17 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     const int packed = a->lengths != NULL;
 
     /* scratch: [dgx (N x GH) | dgh full (GRU) | dgh step x 2 | dh | dc | valid
-     * rows of x and dx (ragged)], ints: perm, len, idx */
+     * rows of x and dx (ragged) | w_hh packed per loop thread | w_ih, x and
+     * hprev in panels (threads)], ints: perm, len, idx */
     size_t n_full = N * GH, n_split = cell->split_dgh ? n_full : 0;
     size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
     size_t n_xg = packed ? 2 * N * I : 0;
     size_t n_wp = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(GH, H) : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) *
-                          (n_full + n_split + 2 * n_step + n_h + n_c + n_xg + n_wp + 1));
+    size_t n_pih = nthreads > 1 ? FL_NAME(fl_panel_size)(GH, I) : 0;
+    size_t n_px = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, I) : 0;
+    size_t n_ph = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, H) : 0;
+    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c + n_xg +
+                                             n_wp + n_pih + n_px + n_ph + 1));
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
         free(buf);
@@ -725,6 +734,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.dc = cell->has_c ? c.dh + n_h : NULL;
     FL_REAL *xg = (c.dc ? c.dc + n_c : c.dh + n_h), *dxg = xg + N * I;
     c.wp = xg + n_xg;
+    c.p_ih = c.wp + n_wp;  /* (threads only) */
+    c.p_x = c.p_ih + n_pih;
+    c.p_h = c.p_x + n_px;
     c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
@@ -752,7 +764,6 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
     c.dx = packed ? dxg : (FL_REAL *)a->dx;
     c.dw_ih = a->dw_ih, c.dw_hh = a->dw_hh, c.db_ih = a->db_ih, c.db_hh = a->db_hh;
-    atomic_init(&c.failed, 0);
 
     /* with several threads, they compute the products too, so that the BLAS's
      * pool never runs beside fastlstm's threads */
@@ -781,7 +792,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (c.dc)
         FL_NAME(permute_rows)(dc0, c.dc, perm, B, H, 1);
 
-    if (!c.products || atomic_load(&c.failed)) {
+    if (!c.products) {
         st = FL_NAME(fl_gemm_whole)(blas, isa, 0, 0, (int)N, I, GH, c.dgx, GH, w_ih, I,
                                     c.dx, I);
         if (st == FL_OK)
