@@ -32,6 +32,7 @@
 #ifndef FASTLSTM_H
 #define FASTLSTM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -71,6 +72,17 @@ typedef struct {
     fl_dgemm_fn dgemm;
 } fl_blas;
 
+/* An optional source of the large scratch buffer of a call: alloc(ctx, n)
+ * returns n bytes aligned for any element type (or NULL), release(ctx, p, n)
+ * takes them back. Both are called from the calling thread only. A NULL
+ * alloc selects malloc/free. (The Python bridge passes a cache of freed
+ * blocks, so that calls of one shape reuse memory already mapped.) */
+typedef struct {
+    void *(*alloc)(void *ctx, size_t bytes);
+    void (*release)(void *ctx, void *p, size_t bytes);
+    void *ctx;
+} fl_allocator;
+
 /* Number of gates G, and of extra (T*B, n*H) rows saved for backward. */
 int fl_cell_gates(int cell);
 int fl_cell_extra(int cell);
@@ -106,6 +118,7 @@ typedef struct {
     const int64_t *lengths;
     void *y, *h_n, *c_n;
     void *gates, *hprev, *extra;
+    fl_allocator mem;  /* zero-initialised: malloc/free */
 } fl_forward_args;
 
 int fl_forward(const fl_forward_args *a, const fl_blas *blas);
@@ -130,6 +143,7 @@ typedef struct {
     const void *gates, *hprev, *extra;
     const void *dy, *dh_n, *dc_n;
     void *dx, *dh0, *dc0, *dw_ih, *dw_hh, *db_ih, *db_hh;
+    fl_allocator mem;  /* zero-initialised: malloc/free */
 } fl_backward_args;
 
 int fl_backward(const fl_backward_args *a, const fl_blas *blas);

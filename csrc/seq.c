@@ -145,6 +145,22 @@ int64_t fl_workspace_rows(const int64_t *lengths, int T, int B)
     return n;
 }
 
+/* A call's scratch buffer, from the caller's allocator or malloc. */
+static void *fl_scratch(const fl_allocator *m, size_t bytes)
+{
+    return m->alloc ? m->alloc(m->ctx, bytes) : malloc(bytes);
+}
+
+static void fl_scratch_release(const fl_allocator *m, void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    if (m->alloc)
+        m->release(m->ctx, p, bytes);
+    else
+        free(p);
+}
+
 #define FL_TEMPLATE_FILE "seq.c"
 #include "fl_template.h"
 
@@ -442,12 +458,13 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int own_proj = nthreads > 1 || chunk < T;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
     size_t n_xg = packed ? N * I : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) *
-                          (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_ih + n_xg + 1));
+    const size_t buf_bytes = sizeof(FL_REAL) *
+                             (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_ih + n_xg + 1);
+    FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
     int *ibuf = malloc(sizeof(int) *
                        (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) + 1));
     if (!buf || !ibuf) {
-        free(buf);
+        fl_scratch_release(&a->mem, buf, buf_bytes);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
@@ -534,7 +551,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (c.cs)
         FL_NAME(permute_rows)(c_n, c.cs, perm, B, H, 1);
 done:
-    free(buf);
+    fl_scratch_release(&a->mem, buf, buf_bytes);
     free(ibuf);
     return st;
 }
@@ -713,11 +730,12 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t n_pih = nthreads > 1 ? FL_NAME(fl_panel_size)(GH, I) : 0;
     size_t n_px = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, I) : 0;
     size_t n_ph = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, H) : 0;
-    FL_REAL *buf = malloc(sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c + n_xg +
-                                             n_wp + n_pih + n_px + n_ph + 1));
+    const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
+                                                n_xg + n_wp + n_pih + n_px + n_ph + 1);
+    FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
-        free(buf);
+        fl_scratch_release(&a->mem, buf, buf_bytes);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
@@ -816,7 +834,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         }
     }
 done:
-    free(buf);
+    fl_scratch_release(&a->mem, buf, buf_bytes);
     free(ibuf);
     return st;
 }
