@@ -92,18 +92,18 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
 
 void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
                             const FL_REAL *A,
-                            int lda, const FL_REAL *P, FL_REAL *C, int ldc)
+                            int lda, const FL_REAL *P, FL_REAL *C, int ldc, FL_REAL *work)
 {
     if (M <= 0 || N <= 0)
         return;
 #if FL_X86_DISPATCH
     if (isa == FL_ISA_AVX512)
-        FL_NAME_ISA(fl_panel_gemm, _avx512)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _avx512)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc, work);
     else if (isa == FL_ISA_AVX2)
-        FL_NAME_ISA(fl_panel_gemm, _avx2)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _avx2)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc, work);
     else
 #endif
-        FL_NAME_ISA(fl_panel_gemm, _generic)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc);
+        FL_NAME_ISA(fl_panel_gemm, _generic)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc, work);
 }
 
 int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
@@ -126,7 +126,7 @@ int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_
         FL_NAME(fl_pack_panels)(B, ldb, K, N, 1, 0, 0, N, P);
     else
         FL_NAME(fl_pack_panels)(B, ldb, K, N, 0, 0, 0, N, P);
-    FL_NAME(fl_gemm_panel)(isa, trans_a, M, N, K, 0, A, lda, P, C, ldc);
+    FL_NAME(fl_gemm_panel)(isa, trans_a, M, N, K, 0, A, lda, P, C, ldc, NULL);
     free(P);
     return FL_OK;
 }

@@ -46,10 +46,12 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
                              int H, int u0, int nu, FL_REAL *P);
 /* C (M x N) = op(A) @ B (+ C when accumulate), B packed by fl_pack_panels;
  * op(A) is A (M x K, row stride lda), or with trans_a the transpose of the
- * K x M matrix A (row stride lda) */
+ * K x M matrix A (row stride lda). work: fl_panel_work(trans_a, M, K) values
+ * of scratch (callers in a time loop pass it, so that no step allocates),
+ * or NULL to allocate what is needed. */
 void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
                             const FL_REAL *A,
-                            int lda, const FL_REAL *P, FL_REAL *C, int ldc);
+                            int lda, const FL_REAL *P, FL_REAL *C, int ldc, FL_REAL *work);
 /* A whole-sequence product C = op(A) op(B) (alpha 1, beta 0): through the
  * BLAS when it is large, else on fl_panel_gemm in this thread (B packed, A
  * transposed when needed), which spares a small product the wake-up of the
@@ -119,7 +121,8 @@ typedef struct {
                                          int accumulate,                            \
                                          const FL_REAL *restrict A, int lda,        \
                                          const FL_REAL *restrict P,                 \
-                                         FL_REAL *restrict C, int ldc);             \
+                                         FL_REAL *restrict C, int ldc,              \
+                                         FL_REAL *restrict work);                   \
     void FL_NAME_ISA(fl_small_gemm, isa)(int trans_b, int M, int N, int K,          \
                                          FL_REAL beta, const FL_REAL *restrict A,   \
                                          int lda, const FL_REAL *restrict B,        \

@@ -6,6 +6,7 @@
 #define FL_KERNEL_COMMON_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 /* Instruction-set levels of the multi-ISA code (fl_template.h). */
 enum { FL_ISA_GENERIC = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
@@ -46,6 +47,21 @@ int fl_isa(void);
 #ifndef FL_CHUNK1_MIN_BYTES
 #define FL_CHUNK1_MIN_BYTES 25165824.0
 #endif
+
+/* Blocking of fl_panel_gemm (fl_small.c): rows of op(A) per block, rows of
+ * K per chunk, and the K above which chunks of K are outermost. */
+#define FL_PANEL_MC 256
+#define FL_PANEL_KC 192
+#define FL_PANEL_KLONG 2048
+
+/* Values of scratch fl_gemm_panel uses for an M x K op(A) (the copy of one
+ * block of it, plus a register of slack). */
+static inline size_t fl_panel_work(int trans_a, int M, int K)
+{
+    size_t rows = (size_t)(M < FL_PANEL_MC ? M : FL_PANEL_MC) + 1;
+    size_t kdim = (size_t)(trans_a || K > FL_PANEL_KLONG ? FL_PANEL_KC : (K > 0 ? K : 1));
+    return rows * kdim + 16;
+}
 
 /* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
 #define FL_PANEL_BYTES 128

@@ -387,9 +387,9 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
     }
 }
 
-#define FL_KC 192
-#define FL_MC 256
-#define FL_KLONG 2048
+#define FL_KC FL_PANEL_KC
+#define FL_MC FL_PANEL_MC
+#define FL_KLONG FL_PANEL_KLONG
 #define FL_PACK_A_MIN_N 512
 /* C (M x N) (= or +=) op(A) (M x K) @ B, B given as panels; op(A) is A
  * (M x K, row stride lda) or, with ta, the transpose of A (K x M). Rows of
@@ -405,13 +405,16 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
  * the scratch block cannot be had. */
 static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumulate,
                                        const FL_REAL *restrict A, int lda,
-                                       const FL_REAL *restrict P, FL_REAL *restrict C, int ldc)
+                                       const FL_REAL *restrict P, FL_REAL *restrict C, int ldc,
+                                       FL_REAL *restrict work)
 {
     const int kfirst = ta || K > FL_KLONG;
     const int mb = M < FL_MC ? M : FL_MC;
     const int kstep = kfirst ? FL_KC : (K > 0 ? K : 1);
-    /* the strips of a block of at most mb rows span at most mb + 1 rows */
-    FL_REAL *Ap = malloc(sizeof(FL_REAL) * ((size_t)(mb + 1) * (kfirst ? FL_KC : K) + FL_VL));
+    /* the strips of a block of at most mb rows span at most mb + 1 rows
+     * (fl_panel_work counts the same) */
+    FL_REAL *Ap = work ? work
+                       : malloc(sizeof(FL_REAL) * ((size_t)(mb + 1) * (kfirst ? FL_KC : K) + FL_VL));
     if (!Ap)
         return 0;
     for (int mc = 0; mc < M; mc += FL_MC) {
@@ -443,7 +446,8 @@ static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumula
             }
         }
     }
-    free(Ap);
+    if (!work)
+        free(Ap);
     return 1;
 }
 
@@ -487,7 +491,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_gemm_inplace)(int ta, int M, int N, int K, 
 
 void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
                              const FL_REAL *restrict A, int lda, const FL_REAL *restrict P,
-                             FL_REAL *restrict C, int ldc)
+                             FL_REAL *restrict C, int ldc, FL_REAL *restrict work)
 {
     if (M < 4 && !trans_a) {  /* a row or few (batch 1 streaming): several panels at a time */
         FL_INAME(panel_rows)(M, N, K, accumulate, A, lda, P, C, ldc);
@@ -499,7 +503,7 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
     int base, extra;
     FL_INAME(strip_plan)(M < FL_MC ? M : FL_MC, &base, &extra);
     if ((trans_a || (N >= FL_PACK_A_MIN_N && base + (extra ? 2 : 0) > FL_PMR_IP)) &&
-        FL_INAME(panel_gemm_packed)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc))
+        FL_INAME(panel_gemm_packed)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc, work))
         return;
     if (trans_a)
         FL_INAME(panel_gemm_inplace)(1, M, N, K, accumulate, A, lda, P, C, ldc);

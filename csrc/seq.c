@@ -265,6 +265,8 @@ typedef struct {
     const FL_REAL *w_hh, *b_ih, *b_hh;
     FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
     FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
+    FL_REAL *work;    /* per thread: work_stride values of scratch for fl_gemm_panel */
+    size_t work_stride;
     const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
     const int *tstart;  /* ragged: first workspace row of each time step (T + 1) */
     /* XP is projected `chunk` steps at a time, just before they run: with
@@ -283,12 +285,12 @@ typedef struct {
  * the M rows of x given: a thread's own columns of the input projection, on
  * the panel kernel. P holds the G panels sets packed by pack_ih_slice. */
 static void FL_NAME(project_slice)(int isa, const FL_REAL *x, int M, int I, const FL_REAL *P,
-                                   int G, int H, int u0, int nu, FL_REAL *xp)
+                                   int G, int H, int u0, int nu, FL_REAL *xp, FL_REAL *work)
 {
     const size_t np = FL_NAME(fl_panel_size)(I, nu);
     for (int g = 0; g < G; g++)
         FL_NAME(fl_gemm_panel)(isa, 0, M, nu, I, 0, x, I, P + g * np, xp + (size_t)g * H + u0,
-                               G * H);
+                               G * H, work);
 }
 
 static void FL_NAME(pack_ih_slice)(const FL_REAL *w_ih, int I, int G, int H, int u0, int nu,
@@ -327,6 +329,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const FL_NAME(fl_cell) *cell = c->cell;
     /* this thread's R and packed weights (one slot of each per thread) */
     FL_REAL *r = c->r + (size_t)tid * B * GH;
+    FL_REAL *work = c->work + (size_t)tid * c->work_stride;
     FL_REAL *wt = c->pack ? c->wt + (size_t)tid * FL_NAME(fl_panel_size)(H, GH) : NULL;
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
@@ -352,7 +355,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
             FL_REAL *dst = c->xp + (r0 - xoff) * GH;
             if (pih)  /* this thread's columns; only it reads them */
                 FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G,
-                                       H, u0, nu, dst);
+                                       H, u0, nu, dst, work);
             else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I,
                                             c->x + r0 * c->I, c->I, c->w_ih, c->I, dst,
                                             GH) != FL_OK) {
@@ -363,7 +366,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
         const FL_REAL *hin = c->hs[s & 1];
         FL_REAL *hout = c->hs[(s + 1) & 1];
         if (wt)
-            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN);
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN, work);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
                              r, GH);
@@ -458,8 +461,12 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int own_proj = nthreads > 1 || chunk < T;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
     size_t n_xg = packed ? N * I : 0;
-    const size_t buf_bytes = sizeof(FL_REAL) *
-                             (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt + n_ih + n_xg + 1);
+    /* per thread: scratch of the per-step product and the chunk projections */
+    size_t s_work = fl_panel_work(0, B, H), s_proj = fl_panel_work(0, (int)xp_rows, I);
+    s_work = own_proj && s_proj > s_work ? s_proj : s_work;
+    size_t n_work = (size_t)nthreads * s_work;
+    const size_t buf_bytes = sizeof(FL_REAL) * (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt +
+                                                n_ih + n_xg + n_work + 1);
     FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
     int *ibuf = malloc(sizeof(int) *
                        (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) + 1));
@@ -490,6 +497,8 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.hprev = a->hprev;
     c.extra = a->extra;
     FL_REAL *xg = c.pih + n_ih;
+    c.work = xg + n_xg;
+    c.work_stride = s_work;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
     c.idx = packed ? ibuf + 2 * B : NULL;
@@ -576,6 +585,8 @@ typedef struct {
     const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
     FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack) */
+    FL_REAL *work;  /* per thread: work_stride values of scratch for fl_gemm_panel */
+    size_t work_stride;
     const int *perm, *len, *idx;
     /* with several threads they also compute the whole-sequence products */
     const FL_REAL *x, *w_ih;
@@ -597,7 +608,8 @@ static void FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, 
     const int GH = G * H;
     for (int g = 0; g < G; g++) {
         const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
-        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, 0, Dg, GH, P, dW + (size_t)(g * H + u0) * K, K);
+        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, 0, Dg, GH, P, dW + (size_t)(g * H + u0) * K, K,
+                               NULL);
         if (db)
             FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH);
     }
@@ -631,7 +643,7 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
     fl_barrier_wait(&c->bar);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
-                           c->dx + (size_t)r0 * I, I);
+                           c->dx + (size_t)r0 * I, I, NULL);
     FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih);
     FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->p_h, H, c->dw_hh,
                                c->db_hh);
@@ -650,6 +662,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
     const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
     const FL_NAME(fl_cell) *cell = c->cell;
     FL_REAL *wp = c->pack ? c->wp + (size_t)tid * FL_NAME(fl_panel_size)(GH, H) : NULL;
+    FL_REAL *work = c->work + (size_t)tid * c->work_stride;
     if (wp)  /* this thread's units' columns of w_hh (GH x nu) */
         FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu, wp);
     int nact = 0;
@@ -683,7 +696,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
         FL_REAL beta = cell->has_direct ? 1 : 0;
         if (wp)
             FL_NAME(fl_gemm_panel)(c->isa, 0, nact, nu, GH, cell->has_direct, dgh, GH, wp,
-                                   c->dh + u0, H);
+                                   c->dh + u0, H, work);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
                              c->dh, H);
@@ -730,8 +743,10 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t n_pih = nthreads > 1 ? FL_NAME(fl_panel_size)(GH, I) : 0;
     size_t n_px = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, I) : 0;
     size_t n_ph = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, H) : 0;
+    size_t s_work = fl_panel_work(0, B, GH), n_work = (size_t)nthreads * s_work;
     const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
-                                                n_xg + n_wp + n_pih + n_px + n_ph + 1);
+                                                n_xg + n_wp + n_pih + n_px + n_ph + n_work +
+                                                1);
     FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
@@ -755,6 +770,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.p_ih = c.wp + n_wp;  /* (threads only) */
     c.p_x = c.p_ih + n_pih;
     c.p_h = c.p_x + n_px;
+    c.work = c.p_h + n_ph;
+    c.work_stride = s_work;
     c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
