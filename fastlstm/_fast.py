@@ -7,7 +7,12 @@ from . import _api, _core, _threads
 
 def _c(a):
     """C-contiguous, aligned version of a (None stays None); copies only when needed."""
-    return None if a is None else np.require(a, requirements=("C", "A"))
+    if a is None:
+        return None
+    flags = a.flags  # (cheaper than np.require for the usual, already fine array)
+    if flags.c_contiguous and flags.aligned:
+        return a
+    return np.require(a, requirements=("C", "A"))
 
 
 def _code(args):
@@ -17,9 +22,11 @@ def _code(args):
 class _Fast:
     @staticmethod
     def forward(args, training):
-        args = args._replace(x=_c(args.x), w_ih=_c(args.w_ih), w_hh=_c(args.w_hh),
-                             b_ih=_c(args.b_ih), b_hh=_c(args.b_hh), h0=_c(args.h0),
-                             c0=_c(args.c0))
+        arrays = (args.x, args.w_ih, args.w_hh, args.b_ih, args.b_hh, args.h0, args.c0)
+        fixed = tuple(map(_c, arrays))
+        if any(f is not a for f, a in zip(fixed, arrays)):
+            x, w_ih, w_hh, b_ih, b_hh, h0, c0 = fixed
+            args = args._replace(x=x, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, h0=h0, c0=c0)
         y, h_n, c_n, ws = _core.forward(_code(args), args.x, args.w_ih, args.w_hh, args.b_ih,
                                         args.b_hh, args.h0, args.c0, args.lengths,
                                         args.reverse, training, _threads._num_threads)
