@@ -288,6 +288,12 @@ static void FL_NAME(project_slice)(int isa, const FL_REAL *x, int M, int I, cons
                                    int G, int H, int u0, int nu, FL_REAL *xp, FL_REAL *work)
 {
     const size_t np = FL_NAME(fl_panel_size)(I, nu);
+    if (nu == H && H % FL_PW == 0) {
+        /* all units, whole panels: the G panel sets are those of w_ih^T
+         * (I x G*H), and XP's G blocks are adjacent: one product */
+        FL_NAME(fl_gemm_panel)(isa, 0, M, G * H, I, 0, x, I, P, xp, G * H, work);
+        return;
+    }
     for (int g = 0; g < G; g++)
         FL_NAME(fl_gemm_panel)(isa, 0, M, nu, I, 0, x, I, P + g * np, xp + (size_t)g * H + u0,
                                G * H, work);
