@@ -30,8 +30,10 @@ def set_num_threads(n):
     least about 128K multiply-adds per step) run entirely on fastlstm's own
     threads: each owns a slice of the hidden units for the input projection
     (chunk by chunk, just before the steps that read it), every time step
-    (one barrier per step) and, in backward, the whole-sequence products;
-    the BLAS is not called, so its pool and fastlstm's never compete. Other
+    (one barrier per step) and, in backward, the whole-sequence products
+    (backward steps below about 6M multiply-adds stay on one thread, the
+    others waiting for the products); the BLAS is not called, so its pool
+    and fastlstm's never compete. Other
     calls run as with n = 1: the per-step products on one thread, the
     whole-sequence products on the BLAS with its own threads (SciPy's
     OpenBLAS; threadpoolctl sets their number). 1 is the default, so that
