@@ -506,8 +506,12 @@ def time_interleaved(fns, repeat, budget, inner=None):
     """Median seconds per call of each fn in `fns` (a dict name -> fn), interleaved.
 
     Each fn is warmed up once (its result kept, returned as `first`); then
-    rounds call every fn once, starting each round one further along the
-    rotation. The number of rounds is what fits in `budget` seconds by the
+    rounds give every fn a turn, starting each round one further along the
+    rotation. A turn is an untimed call, then the timed one: the idle threads
+    of the implementation before (OpenMP's, ONNX Runtime's and OpenBLAS's
+    pools keep spinning for a while after a call) have by then stopped
+    competing for the cores, and this fn's own pool is awake, as in a loop
+    that calls it again and again. The number of rounds is what fits in `budget` seconds by the
     warm-up times, clamped to [min(3, repeat), repeat]. `inner` (dict name ->
     int) times that many calls per sample instead of one, for very short calls.
     A peer (a name not starting with "fastlstm", nor "reference") that raises
@@ -536,6 +540,7 @@ def time_interleaved(fns, repeat, budget, inner=None):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
             fn, n = fns[name], inner.get(name, 1)
+            fn()  # the untimed lead-in of the turn
             if n == 1:
                 samples[name].append(_time_once(fn))
             else:

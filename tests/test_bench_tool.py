@@ -153,3 +153,20 @@ def test_ragged_case_matches_torch_packed():
     r = bench.bench_ragged("lstm", "fwdbwd", (6, 5, 3, 4), 1, opts)
     assert r["max_rel_diff_vs_fastlstm"]["torch_packed"] < 1e-4
     assert r["dense_batch"] == max(1, round(r["tokens"] / 6))
+
+
+def test_each_timed_call_follows_an_untimed_one_in_rotation():
+    # every turn is an untimed call and then the timed one, and the turns
+    # rotate: the log of calls shows pairs, each round starting one further on
+    log = []
+    fns = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
+    medians, samples, rounds, first, errors = bench.time_interleaved(fns, repeat=3, budget=0)
+    assert rounds == 3 and not errors and set(medians) == {"a", "b", "c"}
+    assert all(len(s) == 3 for s in samples.values())
+    assert log[:3] == ["a", "b", "c"]  # the warm-up calls
+    turns = log[3:]
+    assert len(turns) == 2 * 3 * 3
+    pairs = [turns[i:i + 2] for i in range(0, len(turns), 2)]
+    assert all(p[0] == p[1] for p in pairs)
+    order = [p[0] for p in pairs]
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
