@@ -659,7 +659,9 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
  * of its units, a barrier, then its units' columns of dh_{t-1} = dgh w_hh
  * (which need every unit's dgh). dgh alternates between two buffers, so the
  * next step's pointwise pass never overwrites what a slower thread's product
- * still reads; one barrier per step suffices. */
+ * still reads; one barrier per step suffices. Only the first lthreads
+ * threads run the loop (units split by ul); with products, every thread
+ * then takes its share of them (units split by u). */
 static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 {
     if (tid >= c->lthreads)
