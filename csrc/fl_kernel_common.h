@@ -77,6 +77,15 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_BWD_THREAD_MIN_WORK
 #define FL_BWD_THREAD_MIN_WORK 6000000.0
 #endif
+/* When the backward's loop runs on one thread, a second one computes the
+ * whole-sequence products of the rows the loop has finished, in blocks of
+ * at least FL_PIPE_MIN_ROWS and at most FL_PIPE_ROWS rows. */
+#ifndef FL_PIPE_MIN_ROWS
+#define FL_PIPE_MIN_ROWS 128
+#endif
+#ifndef FL_PIPE_ROWS
+#define FL_PIPE_ROWS 512
+#endif
 /* batches above this leave the per-step product to the BLAS */
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
@@ -88,6 +97,9 @@ typedef struct {
 } fl_barrier;
 
 void fl_barrier_init(fl_barrier *b, int n);
+/* One wait of a spin loop: a pause, or after many (*spins counts them) a
+ * yield of the CPU. */
+void fl_spin_pause(unsigned *spins);
 void fl_barrier_wait(fl_barrier *b);
 /* How many threads a time loop of these sizes should use, at most `requested`. */
 int fl_threads_for(int requested, int T, int B, int H, int GH);

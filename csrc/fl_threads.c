@@ -24,6 +24,17 @@ static void fl_cpu_relax(void)
 #endif
 }
 
+void fl_spin_pause(unsigned *spins)
+{
+    if (++*spins < 20000)
+        fl_cpu_relax();
+    else {
+#ifdef FL_HAVE_PTHREADS
+        sched_yield();
+#endif
+    }
+}
+
 void fl_barrier_init(fl_barrier *b, int n)
 {
     atomic_init(&b->count, 0);

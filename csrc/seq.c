@@ -572,9 +572,11 @@ done:
 }
 
 /* out[k] = sum over rows of m (rows x cols, row stride ld), k < cols */
-static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols, int ld)
+static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols, int ld,
+                              int accumulate)
 {
-    memset(out, 0, sizeof(FL_REAL) * (size_t)cols);
+    if (!accumulate)
+        memset(out, 0, sizeof(FL_REAL) * (size_t)cols);
     for (size_t i = 0; i < rows; i++) {
         const FL_REAL *row = m + i * ld;
         for (int k = 0; k < cols; k++)
@@ -599,6 +601,13 @@ typedef struct {
     FL_REAL *dx, *dw_ih, *dw_hh, *db_ih, *db_hh;
     FL_REAL *p_ih, *p_x, *p_h;  /* threads: w_ih, x and hprev in panels, shared */
     int I, N, products;
+    /* pipelined products (the loop on thread 0, products of finished rows
+     * on thread 1): rows [done_from, N) are final; thread 1 leaves rows
+     * [0, pipe_rem) to the products after the loop, and pipe_any says it
+     * wrote the weight gradients already */
+    int pipe, pipe_rem, pipe_any;
+    atomic_int done_from, loop_done;
+    FL_REAL *pipe_buf;  /* thread 1: x and hprev rows of a block, in panels */
     int u[FL_MAX_THREADS + 1];   /* units of each thread in the products */
     int ul[FL_MAX_THREADS + 1];  /* units of each thread in the time loop */
     fl_barrier bar, lbar;        /* all threads; the loop's threads */
@@ -609,15 +618,15 @@ typedef struct {
  * (column sums of D; db may be NULL): a thread's own rows of dw_ih or dw_hh. */
 static void FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
                                        int u0, int nu, const FL_REAL *P, int K, FL_REAL *dW,
-                                       FL_REAL *db)
+                                       FL_REAL *db, int accumulate)
 {
     const int GH = G * H;
     for (int g = 0; g < G; g++) {
         const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
-        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, 0, Dg, GH, P, dW + (size_t)(g * H + u0) * K, K,
-                               NULL);
+        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, accumulate, Dg, GH, P,
+                               dW + (size_t)(g * H + u0) * K, K, NULL);
         if (db)
-            FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH);
+            FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH, accumulate);
     }
 }
 
@@ -641,18 +650,57 @@ static void FL_NAME(pack_share)(const FL_REAL *src, int ld, int K, int ncols, FL
  * units' rows of dw_ih, dw_hh, db_ih, db_hh. */
 static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
 {
-    const int H = c->H, G = c->G, GH = G * H, I = c->I, N = c->N, n = c->nthreads;
+    const int H = c->H, G = c->G, GH = G * H, I = c->I, n = c->nthreads;
+    const int N = c->pipe ? c->pipe_rem : c->N, acc = c->pipe && c->pipe_any;
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0;
     int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
-    FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
+    if (!c->pipe)  /* (pipelined, thread 1 packed it before the loop ended) */
+        FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
     FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
     FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
     fl_barrier_wait(&c->bar);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
-    FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih);
+    FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih,
+                               acc);
     FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->p_h, H, c->dw_hh,
-                               c->db_hh);
+                               c->db_hh, acc);
+}
+
+/* Pipelined products, on thread 1 while thread 0 runs the loop: as rows
+ * become final (from the last step down), the products of blocks of them
+ * (rows of dx, and every unit's weight and bias gradients, accumulated),
+ * until the loop ends; the rest is left to bwd_products. */
+static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
+{
+    const int H = c->H, G = c->G, GH = G * H, I = c->I;
+    FL_REAL *px = c->pipe_buf, *ph = px + FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I);
+    FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, c->p_ih);  /* w_ih as GH x I */
+    int pf = c->N, any = 0;  /* rows [pf, N) done here */
+    unsigned spins = 0;
+    for (;;) {
+        if (atomic_load(&c->loop_done))
+            break;  /* the rest goes to every thread's share (bwd_products) */
+        const int r = atomic_load(&c->done_from);
+        if (pf - r >= FL_PIPE_MIN_ROWS) {
+            const int r0 = pf - r > FL_PIPE_ROWS ? pf - FL_PIPE_ROWS : r, k = pf - r0;
+            FL_NAME(fl_gemm_panel)(c->isa, 0, k, I, GH, 0, c->dgx + (size_t)r0 * GH, GH,
+                                   c->p_ih, c->dx + (size_t)r0 * I, I, NULL);
+            FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
+            FL_NAME(fl_pack_panels)(c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
+            FL_NAME(weight_grad_slice)(c->isa, c->dgx + (size_t)r0 * GH, k, G, H, 0, H, px, I,
+                                       c->dw_ih, c->db_ih, any);
+            FL_NAME(weight_grad_slice)(c->isa, c->dgh_full + (size_t)r0 * GH, k, G, H, 0, H, ph,
+                                       H, c->dw_hh, c->db_hh, any);
+            any = 1;
+            pf = r0;
+            spins = 0;
+            continue;
+        }
+        fl_spin_pause(&spins);
+    }
+    c->pipe_rem = pf;
+    c->pipe_any = any;
 }
 
 /* The backward time loop for thread `tid`'s units: the pointwise gradient
@@ -664,8 +712,11 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
  * then takes its share of them (units split by u). */
 static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 {
-    if (tid >= c->lthreads)
-        goto products;  /* a thread of the products only */
+    if (tid >= c->lthreads) {  /* a thread of the products only */
+        if (c->pipe && tid == 1)
+            FL_NAME(bwd_pipe)(c);
+        goto products;
+    }
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
     const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
     const FL_NAME(fl_cell) *cell = c->cell;
@@ -680,10 +731,12 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
         if (nact == 0)
             continue;
         FL_REAL *dgh = c->dgh[s & 1];
+        size_t first = (size_t)-1;  /* the step's lowest workspace row */
         for (int j = 0; j < nact; j++) {
             int t = c->reverse ? c->len[j] - 1 - s : s;
             size_t yrow = (size_t)t * B + c->perm[j];
             size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;
+            first = row < first ? row : first;
             FL_REAL *dhj = c->dh + (size_t)j * H + u0;
             if (c->dy) {
                 const FL_REAL *dyr = c->dy + yrow * H + u0;
@@ -698,6 +751,8 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
                     memcpy(c->dgh_full + row * GH + (size_t)g * H + u0,
                            dgh + (size_t)j * GH + (size_t)g * H + u0, sizeof(FL_REAL) * (size_t)nu);
         }
+        if (c->pipe)  /* in time order, the rows of steps s.. are rows first.. */
+            atomic_store(&c->done_from, (int)first);
         if (c->lthreads > 1)
             fl_barrier_wait(&c->lbar);
         /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
@@ -709,6 +764,8 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
                              c->dh, H);
     }
+    if (c->pipe)
+        atomic_store(&c->loop_done, 1);
 products:
     if (c->products) {
         fl_barrier_wait(&c->bar);  /* every thread's gate gradients are in */
@@ -752,9 +809,19 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t n_px = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, I) : 0;
     size_t n_ph = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, H) : 0;
     size_t s_work = fl_panel_work(0, B, GH), n_work = (size_t)nthreads * s_work;
+    /* the loop's threads: below FL_BWD_THREAD_MIN_WORK per step it runs on
+     * one thread (a barrier per step would cost more than it saves, and its
+     * pointwise pass runs slower per unit on two threads than on one), and
+     * a second thread computes the products of the rows it has finished
+     * meanwhile (time order only: in reverse, finished rows are not a
+     * suffix of the workspace) */
+    const int lthreads = (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
+    const int pipe = lthreads == 1 && nthreads > 1 && !a->reverse;
+    size_t n_pipe = pipe ? FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I) +
+                           FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H) : 0;
     const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
                                                 n_xg + n_wp + n_pih + n_px + n_ph + n_work +
-                                                1);
+                                                n_pipe + 1);
     FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
@@ -780,6 +847,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.p_h = c.p_x + n_px;
     c.work = c.p_h + n_ph;
     c.work_stride = s_work;
+    c.pipe_buf = c.work + n_work;
     c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
@@ -810,11 +878,10 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 
     /* with several threads, they compute the products too, so that the BLAS's
      * pool never runs beside fastlstm's threads */
-    /* the time loop's threads split its steps by units, with a barrier per
-     * step; below FL_BWD_THREAD_MIN_WORK that costs more than it saves (its
-     * pointwise pass runs slower per unit on two threads than on one), and
-     * the loop runs on one thread while the others wait for the products */
-    c.lthreads = (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
+    c.lthreads = lthreads;
+    c.pipe = pipe;
+    atomic_init(&c.done_from, (int)N);
+    atomic_init(&c.loop_done, 0);
     fl_split_units(c.u, nthreads, H);
     fl_split_units(c.ul, c.lthreads, H);
     c.nthreads = nthreads;
@@ -825,7 +892,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         fl_barrier_init(&c.lbar, c.lthreads);
     if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
         c.nthreads = c.lthreads = 1;  /* no threads to be had: run on this one */
-        c.products = 0;
+        c.products = c.pipe = 0;
         fl_split_units(c.u, 1, H);
         fl_split_units(c.ul, 1, H);
         FL_NAME(bwd_worker)(&c, 0);
@@ -845,8 +912,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH,
                                         c.hprev, H, a->dw_hh, H);
         if (st == FL_OK && a->db_ih) {
-            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH, GH);
-            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH, GH);
+            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH, GH, 0);
+            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH, GH, 0);
         }
     }
     if (packed) {

@@ -31,8 +31,9 @@ def set_num_threads(n):
     threads: each owns a slice of the hidden units for the input projection
     (chunk by chunk, just before the steps that read it), every time step
     (one barrier per step) and, in backward, the whole-sequence products
-    (backward steps below about 6M multiply-adds stay on one thread, the
-    others waiting for the products); the BLAS is not called, so its pool
+    (backward steps below about 6M multiply-adds stay on one thread while a
+    second one computes the products of the rows they have finished); the
+    BLAS is not called, so its pool
     and fastlstm's never compete. Other
     calls run as with n = 1: the per-step products on one thread, the
     whole-sequence products on the BLAS with its own threads (SciPy's
