@@ -13,9 +13,9 @@ handed to C as function pointers.
 Large blocks (outputs, saved workspaces and the kernels' scratch) come from a
 small cache of freed blocks, reused by exact size: a training loop calls the
 kernels with the same shapes again and again, and memory that stays mapped
-spares the page faults of fresh memory (a third of a forward+backward at
-batch 16 was measured to go to them). FASTLSTM_CACHE_BYTES caps what it
-holds (default 256 MiB; 0 turns it off).
+spares the page faults of fresh memory (an eighth to a third of a
+forward+backward at batch 16-64 was measured to go to them).
+FASTLSTM_CACHE_BYTES caps what it holds (default 256 MiB; 0 turns it off).
 """
 
 import numpy as np
