@@ -8,8 +8,8 @@ torch.nn.Module versions.
 """
 
 from ._api import GRUGrads, LSTMGrads, RNNGrads
-from ._fast import (gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward,
-                    rnn_forward)
+from ._fast import (empty_cache, gru_backward, gru_forward, lstm_backward, lstm_forward,
+                    rnn_backward, rnn_forward)
 from ._threads import get_num_threads, set_num_threads
 from .io import load, save
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -19,4 +19,4 @@ __version__ = "0.1.0"
 __all__ = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
            "rnn_backward", "LSTMGrads", "GRUGrads", "RNNGrads",
            "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "save", "load",
-           "set_num_threads", "get_num_threads", "__version__"]
+           "set_num_threads", "get_num_threads", "empty_cache", "__version__"]

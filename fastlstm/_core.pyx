@@ -212,7 +212,7 @@ cdef void _use_cache(fl_allocator *mem) noexcept:
 
 
 def cache_clear():
-    """Free every block the cache holds."""
+    """Free every block the cache holds (fastlstm.empty_cache)."""
     global _cache_held
     cdef int i
     PyThread_acquire_lock(_cache_lock, WAIT_LOCK)

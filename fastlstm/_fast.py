@@ -40,6 +40,17 @@ class _Fast:
                               args.b_ih is not None, _threads._num_threads)
 
 
+def empty_cache():
+    """Give back to the system the freed blocks fastlstm keeps for reuse.
+
+    Large outputs, saved workspaces and scratch buffers come from a cache of
+    freed blocks (at most 256 MiB, or FASTLSTM_CACHE_BYTES), so that repeated
+    calls of the same shapes reuse memory that is already mapped. Arrays still
+    in use are not affected; their blocks return to the cache when they go.
+    """
+    _core.cache_clear()
+
+
 _funcs = _api.make_api("fast", _Fast, "fastlstm")
 lstm_forward = _funcs["lstm_forward"]
 lstm_backward = _funcs["lstm_backward"]

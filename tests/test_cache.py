@@ -104,3 +104,17 @@ def test_cache_can_be_turned_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "(0, 0, 0)"
+
+
+def test_empty_cache_gives_the_blocks_back_and_spares_live_arrays():
+    a = _problem()
+    y = fastlstm.lstm_forward(**a, training=False)[0]
+    keep = y.copy()
+    z = fastlstm.lstm_forward(**a, training=False)[0]
+    del z  # its block goes to the cache (unless the cache is off)
+    fastlstm.empty_cache()
+    assert _core.cache_info()[:2] == (0, 0)
+    np.testing.assert_array_equal(y, keep)  # a live array keeps its memory
+    del y  # and gives it back afterwards without trouble
+    y = fastlstm.lstm_forward(**a, training=False)[0]
+    np.testing.assert_array_equal(y, keep)
