@@ -409,12 +409,10 @@ static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumula
                                        FL_REAL *restrict work)
 {
     const int kfirst = ta || K > FL_KLONG;
-    const int mb = M < FL_MC ? M : FL_MC;
     const int kstep = kfirst ? FL_KC : (K > 0 ? K : 1);
-    /* the strips of a block of at most mb rows span at most mb + 1 rows
-     * (fl_panel_work counts the same) */
-    FL_REAL *Ap = work ? work
-                       : malloc(sizeof(FL_REAL) * ((size_t)(mb + 1) * (kfirst ? FL_KC : K) + FL_VL));
+    /* the strips of a block of at most FL_MC rows span at most one row more
+     * (fl_panel_work counts what a block needs) */
+    FL_REAL *Ap = work ? work : malloc(sizeof(FL_REAL) * fl_panel_work(ta, M, K));
     if (!Ap)
         return 0;
     for (int mc = 0; mc < M; mc += FL_MC) {

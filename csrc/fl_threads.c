@@ -51,15 +51,8 @@ void fl_barrier_wait(fl_barrier *b)
         return;
     }
     unsigned spins = 0;
-    while (atomic_load(&b->phase) == phase) {
-        if (++spins < 20000)
-            fl_cpu_relax();
-        else {
-#ifdef FL_HAVE_PTHREADS
-            sched_yield();
-#endif
-        }
-    }
+    while (atomic_load(&b->phase) == phase)
+        fl_spin_pause(&spins);
 }
 
 int fl_threads_for(int requested, int T, int B, int H, int GH)

@@ -618,13 +618,13 @@ typedef struct {
  * (column sums of D; db may be NULL): a thread's own rows of dw_ih or dw_hh. */
 static void FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
                                        int u0, int nu, const FL_REAL *P, int K, FL_REAL *dW,
-                                       FL_REAL *db, int accumulate)
+                                       FL_REAL *db, int accumulate, FL_REAL *work)
 {
     const int GH = G * H;
     for (int g = 0; g < G; g++) {
         const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
         FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, accumulate, Dg, GH, P,
-                               dW + (size_t)(g * H + u0) * K, K, NULL);
+                               dW + (size_t)(g * H + u0) * K, K, work);
         if (db)
             FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH, accumulate);
     }
@@ -662,9 +662,9 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
     FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih,
-                               acc);
+                               acc, NULL);
     FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->p_h, H, c->dw_hh,
-                               c->db_hh, acc);
+                               c->db_hh, acc, NULL);
 }
 
 /* Pipelined products, on thread 1 while thread 0 runs the loop: as rows
@@ -675,6 +675,7 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
 {
     const int H = c->H, G = c->G, GH = G * H, I = c->I;
     FL_REAL *px = c->pipe_buf, *ph = px + FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I);
+    FL_REAL *work = ph + FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H);  /* (no block allocates) */
     FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, c->p_ih);  /* w_ih as GH x I */
     int pf = c->N, any = 0;  /* rows [pf, N) done here */
     unsigned spins = 0;
@@ -685,13 +686,13 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
         if (pf - r >= FL_PIPE_MIN_ROWS) {
             const int r0 = pf - r > FL_PIPE_ROWS ? pf - FL_PIPE_ROWS : r, k = pf - r0;
             FL_NAME(fl_gemm_panel)(c->isa, 0, k, I, GH, 0, c->dgx + (size_t)r0 * GH, GH,
-                                   c->p_ih, c->dx + (size_t)r0 * I, I, NULL);
+                                   c->p_ih, c->dx + (size_t)r0 * I, I, work);
             FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
             FL_NAME(fl_pack_panels)(c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
             FL_NAME(weight_grad_slice)(c->isa, c->dgx + (size_t)r0 * GH, k, G, H, 0, H, px, I,
-                                       c->dw_ih, c->db_ih, any);
+                                       c->dw_ih, c->db_ih, any, work);
             FL_NAME(weight_grad_slice)(c->isa, c->dgh_full + (size_t)r0 * GH, k, G, H, 0, H, ph,
-                                       H, c->dw_hh, c->db_hh, any);
+                                       H, c->dw_hh, c->db_hh, any, work);
             any = 1;
             pf = r0;
             spins = 0;
@@ -817,8 +818,12 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
      * suffix of the workspace) */
     const int lthreads = (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
     const int pipe = lthreads == 1 && nthreads > 1 && !a->reverse;
+    /* thread 1's blocks: x and hprev rows in panels, and the scratch of its
+     * products (dx rows, and weight gradients, op(A) transposed) */
+    size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, H, FL_PIPE_ROWS);
+    s_pipe = s_wg > s_pipe ? s_wg : s_pipe;
     size_t n_pipe = pipe ? FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I) +
-                           FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H) : 0;
+                           FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H) + s_pipe : 0;
     const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
                                                 n_xg + n_wp + n_pih + n_px + n_ph + n_work +
                                                 n_pipe + 1);
