@@ -6,13 +6,19 @@
  */
 /* ---- activations ----
  * Branch-free (selects only), so the pointwise loops that call them vectorise.
- * exp is computed for non-positive arguments only, by Cody-Waite reduction
- * v = n ln2 + r, |r| <= ln2/2, and a Taylor polynomial of e^r (degree 7 in
- * float, 13 in double: truncation error below 1e-8 and 5e-18 relative);
- * expm1 for |u| <= 1/4 uses the same coefficients one degree lower. The
- * tests bound the error of sigmoid and tanh against NumPy's exact functions
- * (a few ulp). Saturation is exact: sigmoid(+-1000) is 1 or 0 and
- * tanh(+-1000) is +-1, with no overflow; NaN propagates. */
+ * Both go through one range reduction of a non-positive argument u:
+ * u = n ln2 + r, |r| <= ln2/2 (Cody-Waite), and a Taylor polynomial
+ * q(r) = e^r - 1 (degree 7 in float, 13 in double: truncation error below
+ * 1e-8 and 5e-18 relative). Then e^u = 2^n (1 + q) for the sigmoid, and
+ * e^u - 1 = 2^n q + (2^n - 1) for tanh, which keeps full relative accuracy
+ * near 0 (n = 0 there, and 2^n - 1 is exact for every n used). The tests
+ * bound the error of sigmoid and tanh against exact values (a few ulp).
+ * Saturation is exact: u is clamped at FL_EXP_CLAMP, where n is -bias, 2^n's
+ * bit pattern is 0 and e^u is exactly 0, so sigmoid(+-1000) is 1 or 0 and
+ * tanh(+-1000) is +-1, with no overflow. The clamps are selects whose
+ * comparison is false for NaN, so a NaN argument passes them unchanged
+ * (they still compile to single min/max instructions) and propagates to
+ * the result. */
 #ifndef FL_INLINE
 #if defined(__GNUC__)
 #define FL_INLINE static inline __attribute__((always_inline))
@@ -22,20 +28,26 @@
 #endif
 
 #if FL_IS_FLOAT
-#define FL_EXP_MIN (-87.336544750553102f)  /* log(FLT_MIN): below, e^v is returned as 0 */
+/* round(FL_EXP_CLAMP * log2 e) = -127: e^u is 0 below about -87.7, where
+ * the exact value is subnormal; it is normal (and computed) down to
+ * log(FLT_MIN) = -87.34 */
+#define FL_EXP_CLAMP (-88.0f)
 #define FL_MANT 23
 #define FL_BIAS 127
-typedef int32_t FL_INAME(fl_bits);
+typedef uint32_t FL_INAME(fl_bits);
+#define FL_FABS fabsf
+#define FL_COPYSIGN copysignf
 #else
-#define FL_EXP_MIN (-708.39641853226410)  /* log(DBL_MIN) */
+#define FL_EXP_CLAMP (-709.0)   /* round(-709 log2 e) = -1023 */
 #define FL_MANT 52
 #define FL_BIAS 1023
-typedef int64_t FL_INAME(fl_bits);
+typedef uint64_t FL_INAME(fl_bits);
+#define FL_FABS fabs
+#define FL_COPYSIGN copysign
 #endif
 
-/* Horner's rule for the Taylor polynomial of e^r, sum_{k<=FL_EXP_DEG} r^k/k!,
- * and for expm1(u)/u = sum_{k<FL_EXP_DEG} u^k/(k+1)!; written out (no loop)
- * so that the pointwise loops around them stay straight-line code. */
+/* Horner's rule for q(r)/r = sum_{k<=deg-1} r^k/(k+1)!, written out (no
+ * loop) so that the pointwise loops around it stay straight-line code */
 #if FL_IS_FLOAT
 #define FL_HORNER_HIGH(p, r) \
     p = (FL_REAL)(1.0 / 5040);
@@ -58,59 +70,59 @@ typedef int64_t FL_INAME(fl_bits);
     p = p * (r) + (FL_REAL)(1.0 / 2);          \
     p = p * (r) + (FL_REAL)1;
 
-/* e^v for v <= 0 (v > 0 is treated as 0); 0 below FL_EXP_MIN; NaN stays NaN */
-FL_INLINE FL_REAL FL_INAME(fl_exp_neg)(FL_REAL v)
+/* For u <= 0 (u > 0 is treated as 0): *scale = 2^n and the return value
+ * q = e^r - 1, so that e^u = scale * (1 + q). Below FL_EXP_CLAMP, scale is
+ * 0. NaN gives NaN q (and some scale). */
+FL_INLINE FL_REAL FL_INAME(fl_exp_parts)(FL_REAL u, FL_REAL *scale)
 {
     const FL_REAL log2e = (FL_REAL)1.4426950408889634;
     const FL_REAL ln2_hi = (FL_REAL)0.693145751953125;       /* few mantissa bits: n*ln2_hi exact */
     const FL_REAL ln2_lo = (FL_REAL)1.4286068203094172321e-6;
-    FL_REAL vc = v > FL_EXP_MIN ? v : FL_EXP_MIN;              /* NaN -> FL_EXP_MIN: no UB below */
-    vc = vc < 0 ? vc : (FL_REAL)0;
-    /* n = round(vc log2 e) by the shifter trick: adding 1.5 * 2^mant rounds
+    FL_REAL uc = FL_EXP_CLAMP > u ? FL_EXP_CLAMP : u;         /* NaN stays NaN */
+    uc = (FL_REAL)0 < uc ? (FL_REAL)0 : uc;
+    /* n = round(uc log2 e) by the shifter trick: adding 1.5 * 2^mant rounds
      * to an integer that then sits in the low mantissa bits of t, so 2^n is
      * built from t's bits without a float-to-int conversion (which keeps the
-     * loop vectorisable for every instruction set) */
+     * loop vectorisable for every instruction set); unsigned arithmetic, so
+     * that the garbage bits of a NaN cannot overflow */
     const FL_REAL shifter = (FL_REAL)(1.5 * (double)((FL_INAME(fl_bits))1 << FL_MANT));
-    FL_REAL t = vc * log2e + shifter;
+    FL_REAL t = uc * log2e + shifter;
     FL_REAL fn = t - shifter;
-    FL_REAL r = (vc - fn * ln2_hi) - fn * ln2_lo;
+    FL_REAL r = (uc - fn * ln2_hi) - fn * ln2_lo;
     FL_REAL p;
     FL_EXPM1_OVER_U(p, r)
-    p = p * r + (FL_REAL)1;
     FL_INAME(fl_bits) tb, sb;
     memcpy(&tb, &t, sizeof tb);
     memcpy(&sb, &shifter, sizeof sb);
-    FL_INAME(fl_bits) bits = (tb - sb + FL_BIAS) << FL_MANT;  /* 2^n, n >= -126 / -1022 */
-    FL_REAL scale;
-    memcpy(&scale, &bits, sizeof scale);
-    FL_REAL e = p * scale;
-    e = v < FL_EXP_MIN ? (FL_REAL)0 : e;
-    return v != v ? v : e;
+    FL_INAME(fl_bits) bits = (tb - sb + FL_BIAS) << FL_MANT;  /* 2^n, n >= -bias */
+    memcpy(scale, &bits, sizeof *scale);
+    return p * r;
 }
 
 FL_INLINE FL_REAL FL_INAME(fl_sigmoid)(FL_REAL v)
 {
-    FL_REAL e = FL_INAME(fl_exp_neg)(-(v < 0 ? -v : v));
+    FL_REAL scale;
+    FL_REAL q = FL_INAME(fl_exp_parts)(-FL_FABS(v), &scale);
+    FL_REAL e = q * scale + scale;                  /* e^-|v| */
     FL_REAL p = (FL_REAL)1 / ((FL_REAL)1 + e);
-    return v >= 0 ? p : e * p;
+    return v >= 0 ? p : e * p;                     /* NaN: e is NaN */
 }
 
 FL_INLINE FL_REAL FL_INAME(fl_tanh)(FL_REAL v)
 {
-    /* tanh|v| = -m / (2 + m) with m = e^(-2|v|) - 1; for small |v| m comes
-     * from a Taylor polynomial of expm1 (|u| <= 1/4) to avoid cancellation */
-    FL_REAL a = v < 0 ? -v : v;
-    FL_REAL u = -2 * a;
-    FL_REAL m_big = FL_INAME(fl_exp_neg)(u) - (FL_REAL)1;
-    FL_REAL m_small;
-    FL_EXPM1_OVER_U(m_small, u)
-    m_small *= u;
-    FL_REAL m = a < (FL_REAL)0.125 ? m_small : m_big;
-    FL_REAL t = -m / ((FL_REAL)2 + m);
-    return v < 0 ? -t : t;   /* NaN: m is NaN, so t is NaN */
+    /* tanh|v| = d / (2 - d) with d = 1 - e^(-2|v|) = -(2^n q + (2^n - 1)),
+     * which is >= 0 (also at v = 0); v's sign is copied on last, so tanh is
+     * exactly odd and tanh(-0) is -0 */
+    FL_REAL scale;
+    FL_REAL q = FL_INAME(fl_exp_parts)(-2 * FL_FABS(v), &scale);
+    FL_REAL d = ((FL_REAL)1 - scale) - q * scale;
+    FL_REAL t = d / ((FL_REAL)2 - d);
+    return FL_COPYSIGN(t, v);   /* NaN: q is NaN, so t is NaN */
 }
 
-#undef FL_EXP_MIN
+#undef FL_EXP_CLAMP
+#undef FL_FABS
+#undef FL_COPYSIGN
 #undef FL_HORNER_HIGH
 #undef FL_EXPM1_OVER_U
 #undef FL_MANT

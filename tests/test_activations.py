@@ -87,10 +87,13 @@ def test_tiny_magnitudes(kind, dtype):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_near_the_branch_points(kind, dtype):
-    """Dense sampling around the places the approximation switches: the
-    expm1 branch of tanh at |v| = 1/8, the Cody-Waite half steps, 0."""
+    """Dense sampling around the places the approximation switches: 0, and
+    the Cody-Waite half steps where the reduction's n changes (tanh reduces
+    -2|v|, so its first ones are at |v| = ln2/4 and 3 ln2/4). 1/8, where an
+    earlier tanh switched to a separate expm1 polynomial, stays in."""
     _need_precision(dtype)
-    pts = [0.125, -0.125, 0.0, np.log(2) / 2, -np.log(2) / 2, np.log(2), -np.log(2)]
+    h = np.log(2) / 2
+    pts = [0.125, -0.125, 0.0, h, -h, 2 * h, -2 * h, h / 2, -h / 2, 1.5 * h, -1.5 * h]
     v = np.concatenate([p + np.linspace(-1e-3, 1e-3, 20_001) for p in pts]).astype(dtype)
     err, where = max_ulp_error(kind, v)
     assert err <= ULP, f"{kind} {np.dtype(dtype)}: {err:.2f} ulp at {where!r}"
