@@ -151,6 +151,24 @@ static void *fl_scratch(const fl_allocator *m, size_t bytes)
     return m->alloc ? m->alloc(m->ctx, bytes) : malloc(bytes);
 }
 
+/* Pieces of scratch start on a cache line: a vector load that straddles two
+ * lines costs two, and the panels and strips are read with full-width
+ * loads (unaligned, they made the per-step product ~12% slower). Counts of
+ * values are rounded up to whole lines (fl_lines), and the buffer gets
+ * FL_LINE bytes more than its pieces so that its start can be moved up to
+ * a line (fl_line_start). */
+#define FL_LINE 64
+static size_t fl_lines(size_t n, size_t value_bytes)
+{
+    const size_t per = FL_LINE / value_bytes;
+    return (n + per - 1) / per * per;
+}
+
+static void *fl_line_start(void *p)
+{
+    return (void *)(((uintptr_t)p + (FL_LINE - 1)) & ~(uintptr_t)(FL_LINE - 1));
+}
+
 static void fl_scratch_release(const fl_allocator *m, void *p, size_t bytes)
 {
     if (!p)
@@ -264,7 +282,8 @@ typedef struct {
     int isa, T, B, H, G, EH, reverse, training, nthreads, pack;
     const FL_REAL *w_hh, *b_ih, *b_hh;
     FL_REAL *xp, *ex, *hs[2], *cs, *y, *hprev, *extra;
-    FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu) */
+    FL_REAL *r, *wt;  /* per thread: R (B x G*nu) and packed w_hh slice (H x G*nu), */
+    size_t r_stride, wt_stride;  /* r_stride and wt_stride values apart */
     FL_REAL *work;    /* per thread: work_stride values of scratch for fl_gemm_panel */
     size_t work_stride;
     const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
@@ -334,9 +353,9 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
     const FL_NAME(fl_cell) *cell = c->cell;
     /* this thread's R and packed weights (one slot of each per thread) */
-    FL_REAL *r = c->r + (size_t)tid * B * GH;
+    FL_REAL *r = c->r + (size_t)tid * c->r_stride;
     FL_REAL *work = c->work + (size_t)tid * c->work_stride;
-    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * FL_NAME(fl_panel_size)(H, GH) : NULL;
+    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * c->wt_stride : NULL;
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
 
@@ -457,27 +476,32 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     /* scratch: [XP (a chunk), ex (inference only) | R per thread | hs x 2 |
      * cs | zero bias | w_hh^T slices | w_ih slices (threads) | valid rows of
      * x (ragged)], ints: perm, len, idx, tstart */
-    size_t n_xp = training ? 0 : xp_rows * GH + (size_t)B * EH;
-    size_t n_r = (size_t)nthreads * B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
-    size_t n_zero = (a->b_ih && a->b_hh) ? 0 : (size_t)GH;
-    size_t n_wt = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(H, GH) : 0;
-    size_t s_ih = (size_t)G * FL_NAME(fl_panel_size)(I, maxnu);
+#define FL_UP(n) fl_lines((n), sizeof(FL_REAL))
+    const size_t at_ex = FL_UP(xp_rows * GH);  /* (inference: ex follows XP) */
+    size_t n_xp = training ? 0 : at_ex + FL_UP((size_t)B * EH);
+    size_t s_r = FL_UP((size_t)B * GH), n_r = (size_t)nthreads * s_r;
+    size_t n_h = FL_UP((size_t)B * H), n_c = cell->has_c ? n_h : 0;
+    size_t n_zero = (a->b_ih && a->b_hh) ? 0 : FL_UP((size_t)GH);
+    size_t s_wt = FL_UP(FL_NAME(fl_panel_size)(H, GH)), n_wt = pack ? (size_t)nthreads * s_wt : 0;
+    size_t s_ih = FL_UP((size_t)G * FL_NAME(fl_panel_size)(I, maxnu));
     /* XP on the panel kernel, from w_ih slices packed per thread: with
      * threads (each projects its own columns) or chunks */
     const int own_proj = nthreads > 1 || chunk < T;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
-    size_t n_xg = packed ? N * I : 0;
+    size_t n_xg = packed ? FL_UP(N * I) : 0;
     /* per thread: scratch of the per-step product and the chunk projections */
     size_t s_work = fl_panel_work(0, B, H), s_proj = fl_panel_work(0, (int)xp_rows, I);
-    s_work = own_proj && s_proj > s_work ? s_proj : s_work;
+    s_work = FL_UP(own_proj && s_proj > s_work ? s_proj : s_work);
     size_t n_work = (size_t)nthreads * s_work;
+#undef FL_UP
     const size_t buf_bytes = sizeof(FL_REAL) * (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt +
-                                                n_ih + n_xg + n_work + 1);
-    FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
+                                                n_ih + n_xg + n_work + 1) + FL_LINE;
+    void *block = fl_scratch(&a->mem, buf_bytes);
+    FL_REAL *buf = block ? fl_line_start(block) : NULL;
     int *ibuf = malloc(sizeof(int) *
                        (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) + 1));
     if (!buf || !ibuf) {
-        fl_scratch_release(&a->mem, buf, buf_bytes);
+        fl_scratch_release(&a->mem, block, buf_bytes);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
@@ -490,13 +514,15 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.xp = training ? (FL_REAL *)a->gates : buf;  /* gates overwrite XP in place */
     c.chunk = chunk;
     c.own_proj = own_proj;
-    c.ex = training ? NULL : buf + xp_rows * GH;  /* per-step extra, discarded */
+    c.ex = training ? NULL : buf + at_ex;  /* per-step extra, discarded */
     c.r = buf + n_xp;
+    c.r_stride = s_r;
     c.hs[0] = c.r + n_r;
     c.hs[1] = c.hs[0] + n_h;
     c.cs = cell->has_c ? c.hs[1] + n_h : NULL;
     FL_REAL *zero = c.hs[1] + n_h + n_c;
     c.wt = zero + n_zero;
+    c.wt_stride = s_wt;
     c.pih = c.wt + n_wt;
     c.pih_stride = s_ih;
     c.y = y;
@@ -566,7 +592,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (c.cs)
         FL_NAME(permute_rows)(c_n, c.cs, perm, B, H, 1);
 done:
-    fl_scratch_release(&a->mem, buf, buf_bytes);
+    fl_scratch_release(&a->mem, block, buf_bytes);
     free(ibuf);
     return st;
 }
@@ -592,7 +618,8 @@ typedef struct {
     int lthreads;  /* threads of the time loop (the first lthreads), <= nthreads */
     const FL_REAL *w_hh, *gates, *extra, *hprev, *dy;
     FL_REAL *dgx, *dgh_full, *dgh[2], *dh, *dc;
-    FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack) */
+    FL_REAL *wp;  /* per thread: its columns of w_hh in panels (when pack), */
+    size_t wp_stride;  /* wp_stride values apart */
     FL_REAL *work;  /* per thread: work_stride values of scratch for fl_gemm_panel */
     size_t work_stride;
     const int *perm, *len, *idx;
@@ -607,7 +634,8 @@ typedef struct {
      * wrote the weight gradients already */
     int pipe, pipe_rem, pipe_any;
     atomic_int done_from, loop_done;
-    FL_REAL *pipe_buf;  /* thread 1: x and hprev rows of a block, in panels */
+    FL_REAL *pipe_buf;  /* thread 1: x and hprev rows of a block, in panels, */
+    size_t pipe_ph_at, pipe_work_at;  /* and its products' scratch: where each starts */
     int u[FL_MAX_THREADS + 1];   /* units of each thread in the products */
     int ul[FL_MAX_THREADS + 1];  /* units of each thread in the time loop */
     fl_barrier bar, lbar;        /* all threads; the loop's threads */
@@ -674,8 +702,8 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
 static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
 {
     const int H = c->H, G = c->G, GH = G * H, I = c->I;
-    FL_REAL *px = c->pipe_buf, *ph = px + FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I);
-    FL_REAL *work = ph + FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H);  /* (no block allocates) */
+    FL_REAL *px = c->pipe_buf, *ph = px + c->pipe_ph_at;
+    FL_REAL *work = px + c->pipe_work_at;  /* (no block allocates) */
     FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, c->p_ih);  /* w_ih as GH x I */
     int pf = c->N, any = 0;  /* rows [pf, N) done here */
     unsigned spins = 0;
@@ -721,7 +749,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
     const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
     const FL_NAME(fl_cell) *cell = c->cell;
-    FL_REAL *wp = c->pack ? c->wp + (size_t)tid * FL_NAME(fl_panel_size)(GH, H) : NULL;
+    FL_REAL *wp = c->pack ? c->wp + (size_t)tid * c->wp_stride : NULL;
     FL_REAL *work = c->work + (size_t)tid * c->work_stride;
     if (wp)  /* this thread's units' columns of w_hh (GH x nu) */
         FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu, wp);
@@ -802,14 +830,16 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     /* scratch: [dgx (N x GH) | dgh full (GRU) | dgh step x 2 | dh | dc | valid
      * rows of x and dx (ragged) | w_hh packed per loop thread | w_ih, x and
      * hprev in panels (threads)], ints: perm, len, idx */
-    size_t n_full = N * GH, n_split = cell->split_dgh ? n_full : 0;
-    size_t n_step = (size_t)B * GH, n_h = (size_t)B * H, n_c = cell->has_c ? n_h : 0;
-    size_t n_xg = packed ? 2 * N * I : 0;
-    size_t n_wp = pack ? (size_t)nthreads * FL_NAME(fl_panel_size)(GH, H) : 0;
-    size_t n_pih = nthreads > 1 ? FL_NAME(fl_panel_size)(GH, I) : 0;
-    size_t n_px = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, I) : 0;
-    size_t n_ph = nthreads > 1 ? FL_NAME(fl_panel_size)((int)N, H) : 0;
-    size_t s_work = fl_panel_work(0, B, GH), n_work = (size_t)nthreads * s_work;
+#define FL_UP(n) fl_lines((n), sizeof(FL_REAL))
+    size_t n_full = FL_UP(N * GH), n_split = cell->split_dgh ? n_full : 0;
+    size_t n_step = FL_UP((size_t)B * GH), n_h = FL_UP((size_t)B * H);
+    size_t n_c = cell->has_c ? n_h : 0;
+    size_t s_xg = packed ? FL_UP(N * I) : 0, n_xg = 2 * s_xg;
+    size_t s_wp = FL_UP(FL_NAME(fl_panel_size)(GH, H)), n_wp = pack ? (size_t)nthreads * s_wp : 0;
+    size_t n_pih = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(GH, I)) : 0;
+    size_t n_px = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)((int)N, I)) : 0;
+    size_t n_ph = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)((int)N, H)) : 0;
+    size_t s_work = FL_UP(fl_panel_work(0, B, GH)), n_work = (size_t)nthreads * s_work;
     /* the loop's threads: below FL_BWD_THREAD_MIN_WORK per step it runs on
      * one thread (a barrier per step would cost more than it saves, and its
      * pointwise pass runs slower per unit on two threads than on one), and
@@ -822,15 +852,18 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
      * products (dx rows, and weight gradients, op(A) transposed) */
     size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, H, FL_PIPE_ROWS);
     s_pipe = s_wg > s_pipe ? s_wg : s_pipe;
-    size_t n_pipe = pipe ? FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I) +
-                           FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H) + s_pipe : 0;
+    const size_t s_pipe_px = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I));
+    const size_t s_pipe_ph = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H));
+    size_t n_pipe = pipe ? s_pipe_px + s_pipe_ph + s_pipe : 0;
+#undef FL_UP
     const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
                                                 n_xg + n_wp + n_pih + n_px + n_ph + n_work +
-                                                n_pipe + 1);
-    FL_REAL *buf = fl_scratch(&a->mem, buf_bytes);
+                                                n_pipe + 1) + FL_LINE;
+    void *block = fl_scratch(&a->mem, buf_bytes);
+    FL_REAL *buf = block ? fl_line_start(block) : NULL;
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
     if (!buf || !ibuf) {
-        fl_scratch_release(&a->mem, buf, buf_bytes);
+        fl_scratch_release(&a->mem, block, buf_bytes);
         free(ibuf);
         return FL_ERR_NOMEM;
     }
@@ -845,14 +878,17 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.dgh[1] = c.dgh[0] + n_step;
     c.dh = c.dgh[1] + n_step;
     c.dc = cell->has_c ? c.dh + n_h : NULL;
-    FL_REAL *xg = (c.dc ? c.dc + n_c : c.dh + n_h), *dxg = xg + N * I;
+    FL_REAL *xg = (c.dc ? c.dc + n_c : c.dh + n_h), *dxg = xg + s_xg;
     c.wp = xg + n_xg;
     c.p_ih = c.wp + n_wp;  /* (threads only) */
     c.p_x = c.p_ih + n_pih;
     c.p_h = c.p_x + n_px;
     c.work = c.p_h + n_ph;
     c.work_stride = s_work;
+    c.wp_stride = s_wp;
     c.pipe_buf = c.work + n_work;
+    c.pipe_ph_at = s_pipe_px;
+    c.pipe_work_at = s_pipe_px + s_pipe_ph;
     c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
@@ -931,7 +967,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         }
     }
 done:
-    fl_scratch_release(&a->mem, buf, buf_bytes);
+    fl_scratch_release(&a->mem, block, buf_bytes);
     free(ibuf);
     return st;
 }

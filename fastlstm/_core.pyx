@@ -20,7 +20,7 @@ FASTLSTM_CACHE_BYTES caps what it holds (default 256 MiB; 0 turns it off).
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetContext, PyCapsule_SetContext
@@ -117,7 +117,8 @@ _blas.dgemm = <fl_dgemm_fn>dgemm
 # ---- the block cache (see the module docstring) ----
 # Blocks of at least _CACHE_MIN bytes that are freed go into one of _NSLOTS
 # slots while the total stays under the cap (the oldest are freed to make
-# room); a request takes a block of exactly its size, else mallocs. One lock
+# room); a request takes a block of exactly its size, else mallocs one (that
+# starts on a cache line: _line_malloc). One lock
 # guards the slots: callers may be any thread, with or without the GIL (the
 # kernels' scratch is requested and released inside nogil sections).
 cdef enum:
@@ -150,6 +151,23 @@ if os.environ.get("FASTLSTM_CACHE_BYTES") is not None:
     _cache_cap = _parse_cache_bytes(os.environ["FASTLSTM_CACHE_BYTES"])
 
 
+cdef void *_line_malloc(size_t n) noexcept nogil:
+    """n bytes starting on a 64-byte cache line (the kernels read their
+    buffers with full-width vector loads; one straddling two lines costs
+    two). The block malloc gave is stored just before; free with _line_free."""
+    cdef char *raw = <char *>malloc(n + 64 + sizeof(void *))
+    if raw == NULL:
+        return NULL
+    cdef uintptr_t at = (<uintptr_t>raw + sizeof(void *) + 63) & ~(<uintptr_t>63)
+    (<void **>(at - sizeof(void *)))[0] = raw
+    return <void *>at
+
+
+cdef void _line_free(void *p) noexcept nogil:
+    if p != NULL:
+        free((<void **>(<uintptr_t>p - sizeof(void *)))[0])
+
+
 cdef void *_cache_alloc(void *ctx, size_t n) noexcept nogil:
     global _cache_held
     cdef void *p = NULL
@@ -165,7 +183,7 @@ cdef void *_cache_alloc(void *ctx, size_t n) noexcept nogil:
         PyThread_release_lock(_cache_lock)
         if p != NULL:
             return p
-    return malloc(n if n else 1)
+    return _line_malloc(n)
 
 
 cdef void _cache_release(void *ctx, void *p, size_t n) noexcept nogil:
@@ -175,7 +193,7 @@ cdef void _cache_release(void *ctx, void *p, size_t n) noexcept nogil:
     if p == NULL:
         return
     if n < _CACHE_MIN or n > _cache_cap:
-        free(p)
+        _line_free(p)
         return
     PyThread_acquire_lock(_cache_lock, WAIT_LOCK)
     while True:  # make room: free the oldest blocks
@@ -191,7 +209,7 @@ cdef void _cache_release(void *ctx, void *p, size_t n) noexcept nogil:
         evict = _slot_ptr[oldest]
         _slot_ptr[oldest] = NULL
         _cache_held -= _slot_size[oldest]
-        free(evict)
+        _line_free(evict)
     _slot_ptr[free_slot] = p
     _slot_size[free_slot] = n
     _cache_clock += 1
@@ -218,7 +236,7 @@ def cache_clear():
     PyThread_acquire_lock(_cache_lock, WAIT_LOCK)
     for i in range(_NSLOTS):
         if _slot_ptr[i] != NULL:
-            free(_slot_ptr[i])
+            _line_free(_slot_ptr[i])
             _slot_ptr[i] = NULL
     _cache_held = 0
     PyThread_release_lock(_cache_lock)

@@ -54,6 +54,23 @@ def test_freed_blocks_are_reused():
     assert _core.cache_info()[:2] == (0, 0)
 
 
+def test_large_outputs_start_on_a_cache_line():
+    """Blocks from the cache start on a 64-byte line (the kernels stream the
+    saved gates with full-width vector loads): reused ones and fresh ones."""
+    if _core.cache_info()[2] == 0:
+        pytest.skip("the cache is turned off (FASTLSTM_CACHE_BYTES=0)")
+    a = _problem()
+    for _ in range(3):
+        y, _h, _c, cache = fastlstm.lstm_forward(**a, training=True)
+        gates = cache.saved[1][0]  # (T*B, 4H) float64: 655 kB * 4
+        assert gates.shape == (40 * 16, 4 * 128)
+        assert y.ctypes.data % 64 == 0 and gates.ctypes.data % 64 == 0
+        del y, cache, gates
+    _core.cache_clear()
+    y = fastlstm.lstm_forward(**a, training=False)[0]
+    assert y.ctypes.data % 64 == 0
+
+
 def test_outputs_from_the_cache_are_ordinary_arrays():
     y = fastlstm.lstm_forward(**_problem(), training=False)[0]
     assert y.flags.c_contiguous and y.flags.writeable and y.flags.aligned
