@@ -390,7 +390,17 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
         }
         const FL_REAL *hin = c->hs[s & 1];
         FL_REAL *hout = c->hs[(s + 1) & 1];
-        if (wt)
+        if (wt && nact < 4 && GN > 4 * FL_PW && (s & 1)) {
+            /* a row or few against weights that may not fit in L1 (the
+             * product streams them, four panels at a time): odd steps take
+             * the later panels first, so that each step starts on the panels
+             * the step before touched last, still in L1 */
+            const int npan = (GN + FL_PW - 1) / FL_PW, p0 = (npan / 2 + 3) / 4 * 4;
+            const int c0 = p0 * FL_PW;
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN - c0, H, 0, hin, H,
+                                   wt + (size_t)p0 * H * FL_PW, r + c0, GN, work);
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, c0, H, 0, hin, H, wt, r, GN, work);
+        } else if (wt)
             FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN, work);
         else
             FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
