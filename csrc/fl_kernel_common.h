@@ -40,14 +40,6 @@ int fl_isa(void);
 #define FL_CHUNK_MIN_ROWS 128.0
 #endif
 
-/* On one thread, inference projects its inputs chunk by chunk too when the
- * whole-sequence XP would take more than this (glibc serves blocks above
- * 32 MiB with fresh pages on every call) and the batch runs on packed
- * weights (B <= FL_PACK_MAX_B). */
-#ifndef FL_CHUNK1_MIN_BYTES
-#define FL_CHUNK1_MIN_BYTES 25165824.0
-#endif
-
 /* Blocking of fl_panel_gemm (fl_small.c): rows of op(A) per block, rows of
  * K per chunk, and the K above which chunks of K are outermost. */
 #define FL_PANEL_MC 256

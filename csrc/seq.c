@@ -459,22 +459,19 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
     const int packed = a->lengths != NULL;
 
-    /* With several threads the input projection runs `chunk` steps at a
-     * time, just before those steps (each thread its own columns, on the
-     * panel kernel): their XP is still in cache when read, and at inference
-     * the XP scratch holds one chunk, not the whole sequence (no fresh pages
-     * to fault in on every call). On one thread the projection is one
-     * product on the BLAS (a multi-threaded BLAS pool called once per chunk,
-     * between steps that keep one core busy, was measured to lose several
-     * times what chunks save), except at inference when the whole XP would
-     * be large (above FL_CHUNK1_MIN_BYTES, where the C library hands out
-     * fresh pages on every call): there chunks on the panel kernel win. A
-     * ragged batch in reverse runs as one chunk (the rows of one of its
-     * steps belong to different time steps). */
+    /* The input projection runs `chunk` steps at a time, just before those
+     * steps, on the panel kernel (each thread its own columns) with several
+     * threads, and on one thread at inference for batches on packed weights
+     * (B <= FL_PACK_MAX_B): their XP is still in cache when the steps read
+     * it, and at inference the XP scratch holds one chunk, not the whole
+     * sequence (no fresh pages to fault in on every call). One-thread
+     * training projects in one product on the BLAS (it keeps the whole XP
+     * as the saved gates anyway; chunks measured 0-4% slower there), and so
+     * do larger batches. A ragged batch in reverse runs as one chunk (the
+     * rows of one of its steps belong to different time steps). */
     int chunk = T;
-    const int one_thread_chunks = !training && B <= FL_PACK_MAX_B &&
-        (double)N * GH * sizeof(FL_REAL) > (double)FL_CHUNK1_MIN_BYTES;
-    if ((nthreads > 1 || one_thread_chunks) && !(packed && a->reverse) && B > 0) {
+    if ((nthreads > 1 || (!training && B <= FL_PACK_MAX_B)) && !(packed && a->reverse) &&
+        B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;
         want = want > least ? want : least;

@@ -35,7 +35,8 @@ def set_num_threads(n):
     second one computes the products of the rows they have finished); the
     BLAS is not called, so its pool
     and fastlstm's never compete. Other
-    calls run as with n = 1: the per-step products on one thread, the
+    calls run as with n = 1: the per-step products (and, at inference of
+    batches up to 64, the input projection) on one thread, the other
     whole-sequence products on the BLAS with its own threads (SciPy's
     OpenBLAS; threadpoolctl sets their number). 1 is the default, so that
     fastlstm only takes the cores it is given; ``python -m fastlstm.bench

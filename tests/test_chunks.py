@@ -3,8 +3,9 @@
 With several threads the forward projects the inputs about 1 MiB of gates at
 a time (at least 128 rows): with B = 64 and H = 64 a chunk is 16 steps of an
 LSTM, 21 of a GRU and 64 of a plain RNN, so T = 70 crosses chunk boundaries
-for every cell, dense or ragged, forwards or in reverse. One thread (one
-projection on the BLAS) is checked on the same problems.
+for every cell, dense or ragged, forwards or in reverse. One thread is
+checked on the same problems: its inference projects in the same chunks (on
+the panel kernel), its training in one product on the BLAS.
 """
 
 import numpy as np
@@ -60,8 +61,8 @@ def test_chunked_projection_matches_reference(threads, n, cell, ragged, reverse,
 @pytest.mark.parametrize("ragged", [False, True])
 def test_one_thread_inference_projects_a_large_sequence_in_chunks(threads, ragged):
     # On one thread, inference projects its inputs chunk by chunk (on the
-    # panel kernel) once the whole-sequence projection would take more than
-    # 24 MiB: 100 x 64 rows of 4 * 128 float64 gates are 26 MB.
+    # panel kernel): 100 x 64 rows of 4 * 128 float64 gates are 26 MB, 1 MiB
+    # chunks are 4 steps.
     threads(1)
     lengths = [(b * 37) % 101 for b in range(64)] if ragged else None
     fwd, _ = make_problem("lstm", T=100, B=64, I=8, H=128, dtype=np.float64, lengths=lengths)
