@@ -38,7 +38,10 @@ static inline void FL_INAME(block)(int mr, int K, const FL_REAL *restrict A, int
                                    FL_REAL *restrict C, int ldc)
 {
     FL_INAME(fl_vec) acc[FL_MR][FL_NR], b[FL_NR], t;
-    memset(acc, 0, sizeof acc);
+    for (int r = 0; r < FL_MR; r++)  /* (see panel_block) */
+        if (r < mr)
+            for (int j = 0; j < FL_NR; j++)
+                acc[r][j] = (FL_INAME(fl_vec)){0};
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < FL_NR; j++)
             memcpy(&b[j], B + (size_t)k * ldb + j * FL_VL, sizeof b[j]);
@@ -213,7 +216,12 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const
                                          int nw, FL_REAL *restrict C, int ldc)
 {
     FL_INAME(fl_vec) acc[FL_PMR][FL_PNR], b[FL_PNR];
-    memset(acc, 0, sizeof acc);
+    /* zeroed one register at a time: a memset of the whole array (rows past
+     * mr too) compiled to a rep stos of it on the stack, before every block */
+    for (int r = 0; r < FL_PMR; r++)
+        if (r < mr)
+            for (int j = 0; j < FL_PNR; j++)
+                acc[r][j] = (FL_INAME(fl_vec)){0};
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < FL_PNR; j++)
             memcpy(&b[j], P + (size_t)k * FL_PW + j * FL_VL, sizeof b[j]);
@@ -343,7 +351,10 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
                                        FL_REAL *restrict c)
 {
     FL_INAME(fl_vec) acc[FL_PROW][FL_PNR], b;
-    memset(acc, 0, sizeof acc);
+    for (int q = 0; q < FL_PROW; q++)  /* (see panel_block) */
+        if (q < np)
+            for (int j = 0; j < FL_PNR; j++)
+                acc[q][j] = (FL_INAME(fl_vec)){0};
     const size_t ps = (size_t)K * FL_PW;  /* values per panel */
     for (int k = 0; k < K; k++) {
         FL_REAL ak = a[k];
