@@ -356,7 +356,34 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
             for (int j = 0; j < FL_PNR; j++)
                 acc[q][j] = (FL_INAME(fl_vec)){0};
     const size_t ps = (size_t)K * FL_PW;  /* values per panel */
-    for (int k = 0; k < K; k++) {
+    int k = 0;
+#if FL_PROW * FL_PNR <= 8
+    /* even and odd k into separate accumulators, added at the end: the
+     * batch-1 time loop waits on this product every step, and two chains
+     * of K/2 multiply-adds take half the latency of one of K */
+    FL_INAME(fl_vec) acc2[FL_PROW][FL_PNR];
+    for (int q = 0; q < FL_PROW; q++)
+        for (int j = 0; j < FL_PNR; j++)
+            acc2[q][j] = (FL_INAME(fl_vec)){0};
+    for (; k + 1 < K; k += 2) {
+        FL_REAL ak = a[k], ak1 = a[k + 1];
+        for (int q = 0; q < FL_PROW; q++) {
+            if (q < np) {
+                for (int j = 0; j < FL_PNR; j++) {
+                    memcpy(&b, P + q * ps + (size_t)k * FL_PW + j * FL_VL, sizeof b);
+                    acc[q][j] += ak * b;
+                    memcpy(&b, P + q * ps + (size_t)(k + 1) * FL_PW + j * FL_VL, sizeof b);
+                    acc2[q][j] += ak1 * b;
+                }
+            }
+        }
+    }
+    for (int q = 0; q < FL_PROW; q++)
+        if (q < np)
+            for (int j = 0; j < FL_PNR; j++)
+                acc[q][j] += acc2[q][j];
+#endif
+    for (; k < K; k++) {
         FL_REAL ak = a[k];
         for (int q = 0; q < FL_PROW; q++) {
             if (q < np) {
