@@ -462,7 +462,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     /* The input projection runs `chunk` steps at a time, just before those
      * steps, on the panel kernel (each thread its own columns) with several
      * threads, and on one thread at inference for batches on packed weights
-     * (B <= FL_PACK_MAX_B): their XP is still in cache when the steps read
+     * (B <= FL_PACK_MAX_B) where the panel kernel has its full-width copies
+     * (AVX2, AVX-512; the generic copy lost to the BLAS there, which picks
+     * its own instruction set): their XP is still in cache when the steps read
      * it, and at inference the XP scratch holds one chunk, not the whole
      * sequence (no fresh pages to fault in on every call). One-thread
      * training projects in one product on the BLAS (it keeps the whole XP
@@ -470,8 +472,8 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * do larger batches. A ragged batch in reverse runs as one chunk (the
      * rows of one of its steps belong to different time steps). */
     int chunk = T;
-    if ((nthreads > 1 || (!training && B <= FL_PACK_MAX_B)) && !(packed && a->reverse) &&
-        B > 0) {
+    if ((nthreads > 1 || (!training && B <= FL_PACK_MAX_B && isa != FL_ISA_GENERIC)) &&
+        !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;
         want = want > least ? want : least;
