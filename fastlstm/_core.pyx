@@ -20,7 +20,7 @@ FASTLSTM_CACHE_BYTES caps what it holds (default 256 MiB; 0 turns it off).
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t, uintptr_t
+from libc.stdint cimport int64_t, uintptr_t, SIZE_MAX
 from libc.limits cimport INT_MAX
 from libc.stdlib cimport malloc, free
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_GetContext, PyCapsule_SetContext
@@ -155,6 +155,8 @@ cdef void *_line_malloc(size_t n) noexcept nogil:
     """n bytes starting on a 64-byte cache line (the kernels read their
     buffers with full-width vector loads; one straddling two lines costs
     two). The block malloc gave is stored just before; free with _line_free."""
+    if n > SIZE_MAX - 64 - sizeof(void *):
+        return NULL
     cdef char *raw = <char *>malloc(n + 64 + sizeof(void *))
     if raw == NULL:
         return NULL
