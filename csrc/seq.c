@@ -553,11 +553,13 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         goto done;
 
     if (packed) {  /* padded steps: y is zero and x is never read */
-        memset(y, 0, sizeof(FL_REAL) * (size_t)T * B * H);
         fl_pack_index(a->lengths, T, B, (int *)c.idx);
-        for (size_t r = 0; r < (size_t)T * B; r++)
+        for (size_t r = 0; r < (size_t)T * B; r++) {
             if (c.idx[r] >= 0)
                 memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+            else  /* (valid rows of y are all written by the steps) */
+                memset(y + r * H, 0, sizeof(FL_REAL) * (size_t)H);
+        }
         x = xg;
         /* the packed rows of time t start after those of the earlier steps;
          * rows are sorted by decreasing length, so len[0..n) > t is a prefix */
