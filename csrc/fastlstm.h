@@ -74,7 +74,9 @@ typedef struct {
 
 /* An optional source of the large scratch buffer of a call: alloc(ctx, n)
  * returns n bytes aligned for any element type (or NULL), release(ctx, p, n)
- * takes them back. Both are called from the calling thread only. A NULL
+ * takes them back (the kernels ask for 64 bytes more than they use and start
+ * their pieces on 64-byte lines themselves, so no stronger alignment is
+ * needed). Both are called from the calling thread only. A NULL
  * alloc selects malloc/free. (The Python bridge passes a cache of freed
  * blocks, so that calls of one shape reuse memory already mapped.) */
 typedef struct {
