@@ -361,7 +361,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
                                        const FL_REAL *restrict P, int accumulate,
                                        FL_REAL *restrict c)
 {
-    FL_INAME(fl_vec) acc[FL_PROW][FL_PNR], b;
+    FL_INAME(fl_vec) acc[FL_PROW][FL_PNR];
     for (int q = 0; q < FL_PROW; q++)  /* (see panel_block) */
         if (q < np)
             for (int j = 0; j < FL_PNR; j++)
@@ -381,10 +381,9 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
         for (int q = 0; q < FL_PROW; q++) {
             if (q < np) {
                 for (int j = 0; j < FL_PNR; j++) {
-                    memcpy(&b, P + q * ps + (size_t)k * FL_PW + j * FL_VL, sizeof b);
-                    acc[q][j] += ak * b;
-                    memcpy(&b, P + q * ps + (size_t)(k + 1) * FL_PW + j * FL_VL, sizeof b);
-                    acc2[q][j] += ak1 * b;
+                    acc[q][j] += ak * FL_INAME(vload)(P + q * ps + (size_t)k * FL_PW + j * FL_VL);
+                    acc2[q][j] += ak1 * FL_INAME(vload)(P + q * ps + (size_t)(k + 1) * FL_PW +
+                                                        j * FL_VL);
                 }
             }
         }
@@ -399,8 +398,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
         for (int q = 0; q < FL_PROW; q++) {
             if (q < np) {
                 for (int j = 0; j < FL_PNR; j++) {
-                    memcpy(&b, P + q * ps + (size_t)k * FL_PW + j * FL_VL, sizeof b);
-                    acc[q][j] += ak * b;
+                    acc[q][j] += ak * FL_INAME(vload)(P + q * ps + (size_t)k * FL_PW + j * FL_VL);
                 }
             }
         }
