@@ -40,6 +40,15 @@ FL_ALWAYS_INLINE FL_INAME(fl_vec) FL_INAME(vload)(const FL_REAL *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
+
+/* acc[r][j] = 0 for the rows r < n of an R x C array of registers, one
+ * register at a time: a memset of the whole array (rows past n too)
+ * compiled to a rep stos of it on the stack, before every block. */
+#define FL_ZERO_ACC(acc, R, C, n)                \
+    for (int r_ = 0; r_ < (R); r_++)             \
+        if (r_ < (n))                            \
+            for (int j_ = 0; j_ < (C); j_++)     \
+                (acc)[r_][j_] = (FL_INAME(fl_vec)){0}
 #define FL_MR 4 /* rows per block */
 #define FL_NR 2 /* registers of columns per block: 4 x 2 accumulators */
 
@@ -49,10 +58,7 @@ static inline void FL_INAME(block)(int mr, int K, const FL_REAL *restrict A, int
                                    FL_REAL *restrict C, int ldc)
 {
     FL_INAME(fl_vec) acc[FL_MR][FL_NR], b[FL_NR], t;
-    for (int r = 0; r < FL_MR; r++)  /* (see panel_block) */
-        if (r < mr)
-            for (int j = 0; j < FL_NR; j++)
-                acc[r][j] = (FL_INAME(fl_vec)){0};
+    FL_ZERO_ACC(acc, FL_MR, FL_NR, mr);
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < FL_NR; j++)
             b[j] = FL_INAME(vload)(B + (size_t)k * ldb + j * FL_VL);
@@ -227,12 +233,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const
                                          int nw, FL_REAL *restrict C, int ldc)
 {
     FL_INAME(fl_vec) acc[FL_PMR][FL_PNR], b[FL_PNR];
-    /* zeroed one register at a time: a memset of the whole array (rows past
-     * mr too) compiled to a rep stos of it on the stack, before every block */
-    for (int r = 0; r < FL_PMR; r++)
-        if (r < mr)
-            for (int j = 0; j < FL_PNR; j++)
-                acc[r][j] = (FL_INAME(fl_vec)){0};
+    FL_ZERO_ACC(acc, FL_PMR, FL_PNR, mr);
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < FL_PNR; j++)
             b[j] = FL_INAME(vload)(P + (size_t)k * FL_PW + j * FL_VL);
@@ -362,10 +363,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
                                        FL_REAL *restrict c)
 {
     FL_INAME(fl_vec) acc[FL_PROW][FL_PNR];
-    for (int q = 0; q < FL_PROW; q++)  /* (see panel_block) */
-        if (q < np)
-            for (int j = 0; j < FL_PNR; j++)
-                acc[q][j] = (FL_INAME(fl_vec)){0};
+    FL_ZERO_ACC(acc, FL_PROW, FL_PNR, np);
     const size_t ps = (size_t)K * FL_PW;  /* values per panel */
     int k = 0;
 #if FL_PROW * FL_PNR <= 8
@@ -373,9 +371,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
      * batch-1 time loop waits on this product every step, and two chains
      * of K/2 multiply-adds take half the latency of one of K */
     FL_INAME(fl_vec) acc2[FL_PROW][FL_PNR];
-    for (int q = 0; q < FL_PROW; q++)
-        for (int j = 0; j < FL_PNR; j++)
-            acc2[q][j] = (FL_INAME(fl_vec)){0};
+    FL_ZERO_ACC(acc2, FL_PROW, FL_PNR, FL_PROW);  /* (all rows: no maybe-uninitialized) */
     for (; k + 1 < K; k += 2) {
         FL_REAL ak = a[k], ak1 = a[k + 1];
         for (int q = 0; q < FL_PROW; q++) {
@@ -567,4 +563,5 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
 #undef FL_VL
 #undef FL_MR
 #undef FL_NR
+#undef FL_ZERO_ACC
 #endif
