@@ -66,10 +66,18 @@ typedef void (*fl_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
                             double *beta, double *c, int *ldc);
 
 /* The BLAS the kernels call. A NULL member (or a NULL fl_blas pointer) selects
- * the built-in plain C GEMM, which is slow and meant for debugging only. */
+ * the built-in plain C GEMM, which is slow and meant for debugging only.
+ * own = 0 leaves the large products to the BLAS: the whole-sequence products
+ * above a few million multiply-adds, and the per-step products of batches
+ * above 64 (fastlstm's threads then leave the time loop to the BLAS's).
+ * own != 0 runs every product fastlstm's own kernel can take on that kernel
+ * and its threads, at any size: for a BLAS slower than it (one built for
+ * narrower vectors than the CPU has, say). The results agree to rounding.
+ * own has no effect with the generic (plain C) copy of the kernels. */
 typedef struct {
     fl_sgemm_fn sgemm;
     fl_dgemm_fn dgemm;
+    int own;
 } fl_blas;
 
 /* An optional source of the large scratch buffer of a call: alloc(ctx, n)

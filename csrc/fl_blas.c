@@ -161,7 +161,8 @@ int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_
 {
     if (M <= 0 || N <= 0)
         return FL_OK;
-    if ((double)M * N * K > FL_OWN_GEMM_MAX || K <= 0 || (M <= FL_SMALL_M && !trans_a)) {
+    if (((double)M * N * K > FL_OWN_GEMM_MAX && !fl_own_products(blas, isa)) || K <= 0 ||
+        (M <= FL_SMALL_M && !trans_a)) {
         /* large (the BLAS), or a few rows (fl_gemm's own path, no packing) */
         FL_NAME(fl_gemm)(blas, isa, trans_a, trans_b, M, N, K, 1, A, lda, B, ldb, 0, C, ldc);
         return FL_OK;

@@ -53,9 +53,10 @@ void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accum
                             const FL_REAL *A,
                             int lda, const FL_REAL *P, FL_REAL *C, int ldc, FL_REAL *work);
 /* A whole-sequence product C = op(A) op(B) (alpha 1, beta 0): through the
- * BLAS when it is large, else on fl_panel_gemm in this thread (B packed, A
- * transposed when needed), which spares a small product the wake-up of the
- * BLAS's thread pool. Returns FL_OK or FL_ERR_NOMEM. */
+ * BLAS when it is large (unless fl_own_products), else on fl_panel_gemm in
+ * this thread (B packed, A transposed when needed), which spares a small
+ * product the wake-up of the BLAS's thread pool. Returns FL_OK or
+ * FL_ERR_NOMEM. */
 int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                            int M, int N, int K, const FL_REAL *A, int lda,
                            const FL_REAL *B, int ldb, FL_REAL *C, int ldc);

@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include "fastlstm.h"
 
 /* Instruction-set levels of the multi-ISA code (fl_template.h). */
 enum { FL_ISA_GENERIC = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
@@ -14,19 +15,28 @@ enum { FL_ISA_GENERIC = 0, FL_ISA_AVX2 = 1, FL_ISA_AVX512 = 2 };
 /* The best level this CPU runs, capped by FASTLSTM_ISA (seq.c). */
 int fl_isa(void);
 
+/* Every product on fastlstm's own kernel (fl_blas.own; not for the generic
+ * copy, whose kernel loses to any BLAS). */
+static inline int fl_own_products(const fl_blas *blas, int isa)
+{
+    return blas && blas->own && isa != FL_ISA_GENERIC;
+}
+
 /* Products with at most this many rows (and A not transposed) skip the BLAS. */
 #ifndef FL_SMALL_M
 #define FL_SMALL_M 4
 #endif
 
-/* Batches up to this size run the per-step forward product on w_hh^T packed
- * once per call (fl_small_gemm) rather than through a BLAS call per step. */
+/* Batches up to this size (any size with fl_own_products) run the per-step
+ * product on w_hh^T packed once per call (fl_small_gemm) rather than through
+ * a BLAS call per step. */
 #ifndef FL_PACK_MAX_B
 #define FL_PACK_MAX_B 64
 #endif
 
-/* Whole-sequence products of at most this many multiply-adds run on
- * fastlstm's own kernel rather than the BLAS (fl_gemm_whole). */
+/* Whole-sequence products of at most this many multiply-adds (any number
+ * with fl_own_products) run on fastlstm's own kernel rather than the BLAS
+ * (fl_gemm_whole). */
 #ifndef FL_OWN_GEMM_MAX
 #define FL_OWN_GEMM_MAX 4194304.0
 #endif
@@ -78,7 +88,8 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_PIPE_ROWS
 #define FL_PIPE_ROWS 512
 #endif
-/* batches above this leave the per-step product to the BLAS */
+/* batches above this leave the per-step product to the BLAS (unless
+ * fl_own_products: then any batch runs on the kernels' own threads) */
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
 #endif
@@ -93,8 +104,9 @@ void fl_barrier_init(fl_barrier *b, int n);
  * yield of the CPU. */
 void fl_spin_pause(unsigned *spins);
 void fl_barrier_wait(fl_barrier *b);
-/* How many threads a time loop of these sizes should use, at most `requested`. */
-int fl_threads_for(int requested, int T, int B, int H, int GH);
+/* How many threads a time loop of these sizes should use, at most `requested`;
+ * any_b: batches above FL_THREAD_MAX_B too (when the kernels do every product). */
+int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
 /* u[0..n]: boundaries of n slices of H units, in whole 16-unit vectors. */
 void fl_split_units(int *u, int n, int H);
 /* fn(ctx, tid) for tid in [0, n) on n threads, the caller being thread 0.

@@ -55,7 +55,7 @@ void fl_barrier_wait(fl_barrier *b)
         fl_spin_pause(&spins);
 }
 
-int fl_threads_for(int requested, int T, int B, int H, int GH)
+int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b)
 {
     int n = requested < FL_MAX_THREADS ? requested : FL_MAX_THREADS;
     if (n > H / 16)
@@ -64,7 +64,7 @@ int fl_threads_for(int requested, int T, int B, int H, int GH)
         return 1;
     /* too little work per step to pay for a barrier, or a batch large enough
      * for the BLAS (and its own threads) to do better */
-    if ((double)B * GH * H < FL_THREAD_MIN_WORK || B > FL_THREAD_MAX_B)
+    if ((double)B * GH * H < FL_THREAD_MIN_WORK || (B > FL_THREAD_MAX_B && !any_b))
         return 1;
     return n;
 }

@@ -446,8 +446,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * the per-step product then runs on a packed slice of w_hh^T per thread
      * (fl_small_gemm), as it also does on one thread at small batch, where a
      * BLAS call costs more than the arithmetic. */
-    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
-    const int pack = nthreads > 1 || (B <= FL_PACK_MAX_B && T > 1);
+    const int own = fl_own_products(blas, isa);
+    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own);
+    const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     FL_NAME(fwd_ctx) c;
     memset(&c, 0, sizeof c);
     fl_split_units(c.u, nthreads, H);
@@ -462,17 +463,18 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     /* The input projection runs `chunk` steps at a time, just before those
      * steps, on the panel kernel (each thread its own columns) with several
      * threads, and on one thread at inference for batches on packed weights
-     * (B <= FL_PACK_MAX_B) where the panel kernel has its full-width copies
-     * (AVX2, AVX-512; the generic copy lost to the BLAS there, which picks
-     * its own instruction set): their XP is still in cache when the steps read
-     * it, and at inference the XP scratch holds one chunk, not the whole
-     * sequence (no fresh pages to fault in on every call). One-thread
-     * training projects in one product on the BLAS (it keeps the whole XP
-     * as the saved gates anyway; chunks measured 0-4% slower there), and so
-     * do larger batches. A ragged batch in reverse runs as one chunk (the
+     * (B <= FL_PACK_MAX_B, or any B with `own`) where the panel kernel has
+     * its full-width copies (AVX2, AVX-512; the generic copy lost to the BLAS
+     * there, which picks its own instruction set): their XP is still in
+     * cache when the steps read it, and at inference the XP scratch holds one
+     * chunk, not the whole sequence (no fresh pages to fault in on every
+     * call). One-thread training projects in one product (fl_gemm_whole: on
+     * the BLAS, or with `own` on the panel kernel; it keeps the whole XP as
+     * the saved gates anyway; chunks measured 0-4% slower there), and so do
+     * larger batches without `own`. A ragged batch in reverse runs as one chunk (the
      * rows of one of its steps belong to different time steps). */
     int chunk = T;
-    if ((nthreads > 1 || (!training && B <= FL_PACK_MAX_B && isa != FL_ISA_GENERIC)) &&
+    if ((nthreads > 1 || (!training && (B <= FL_PACK_MAX_B || own) && isa != FL_ISA_GENERIC)) &&
         !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;
@@ -832,8 +834,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         (!a->db_ih != !a->db_hh))
         return FL_ERR_ARG;
 
-    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH);
-    const int pack = nthreads > 1 || (B <= FL_PACK_MAX_B && T > 1);
+    const int own = fl_own_products(blas, isa);
+    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own);
+    const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
 
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
     const int packed = a->lengths != NULL;

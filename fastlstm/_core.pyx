@@ -8,7 +8,8 @@ usability), allocates the outputs, passes raw pointers, releases the GIL for
 the whole sequence and turns status codes into exceptions.
 
 GEMM comes from scipy.linalg.cython_blas (the BLAS SciPy was built with),
-handed to C as function pointers.
+handed to C as function pointers, with the choice of which products the
+kernels leave to it (set_gemm, FASTLSTM_GEMM).
 
 Large blocks (outputs, saved workspaces and the kernels' scratch) come from a
 small cache of freed blocks, reused by exact size: a training loop calls the
@@ -56,6 +57,7 @@ cdef extern from "fastlstm.h" nogil:
     ctypedef struct fl_blas:
         fl_sgemm_fn sgemm
         fl_dgemm_fn dgemm
+        int own
     ctypedef struct fl_allocator:
         void *(*alloc)(void *, size_t) noexcept nogil
         void (*release)(void *, void *, size_t) noexcept nogil
@@ -109,10 +111,108 @@ cdef extern from "fastlstm.h" nogil:
     int fl_forward(const fl_forward_args *a, const fl_blas *blas)
     int fl_backward(const fl_backward_args *a, const fl_blas *blas)
 
-# read-only after import: safe to share between threads
+cdef extern from "fl_kernel_common.h" nogil:
+    enum:
+        FL_ISA_AVX512
+    int fl_isa()
+
+cdef extern from *:
+    """
+    #if defined(__linux__) || defined(__APPLE__)
+    #include <dlfcn.h>
+    /* The core type an OpenBLAS library reports (e.g. "Haswell",
+     * "SkylakeX"), asked of the library that holds fn; NULL when fn is not in
+     * an OpenBLAS, or the name cannot be had. */
+    static const char *fl_openblas_core(void *fn)
+    {
+        static const char *const getters[] = {
+            "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+            "openblas_get_corename64_", "openblas_get_corename"};
+        Dl_info info;
+        const char *core = NULL;
+        if (!fn || !dladdr(fn, &info) || !info.dli_fname)
+            return NULL;
+        void *lib = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+        if (!lib)
+            return NULL;
+        for (size_t i = 0; i < sizeof getters / sizeof getters[0] && !core; i++) {
+            char *(*get)(void) = (char *(*)(void))dlsym(lib, getters[i]);
+            if (get)
+                core = get();
+        }
+        dlclose(lib);  /* (NOLOAD: only drops the reference just taken) */
+        return core;
+    }
+    #else
+    static const char *fl_openblas_core(void *fn) { (void)fn; return NULL; }
+    #endif
+    """
+    const char *fl_openblas_core(void *fn)
+
+# The BLAS: scipy's function pointers, and whether the kernels run every
+# product on their own kernel instead (fl_blas.own; see blas_choice). Each
+# call passes a copy, so that set_gemm never changes a call under way.
 cdef fl_blas _blas
 _blas.sgemm = <fl_sgemm_fn>sgemm
 _blas.dgemm = <fl_dgemm_fn>dgemm
+_blas.own = 0
+
+# OpenBLAS cores whose SGEMM/DGEMM kernels use AVX-512
+_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def isa():
+    """The instruction-set copy of the kernels a call made now would run:
+    'generic', 'avx2' or 'avx512' (the CPU's best, capped by FASTLSTM_ISA)."""
+    return ("generic", "avx2", "avx512")[fl_isa()]
+
+
+def blas_core():
+    """The core type the BLAS reports when it is an OpenBLAS, else None."""
+    cdef const char *core = fl_openblas_core(<void *>sgemm)
+    return None if core == NULL else core.decode("ascii", "replace")
+
+
+def _auto_own():
+    """Whether the kernels should do every product themselves: on a CPU
+    with AVX-512 whose BLAS is an OpenBLAS running narrower kernels (its
+    generic builds fall back to the Haswell kernels on CPUs they do not know,
+    AMD's Zen 5 among them), where the kernels' own AVX-512 products run up
+    to twice as fast as the BLAS's."""
+    core = blas_core()
+    return (fl_isa() == FL_ISA_AVX512 and core is not None
+            and core.lower() not in _AVX512_CORES)
+
+
+def _parse_gemm(value):
+    """FASTLSTM_GEMM / set_gemm: 'auto', 'own' or 'blas'."""
+    if value not in ("auto", "own", "blas"):
+        raise ValueError(f"FASTLSTM_GEMM: expected 'auto', 'own' or 'blas', got {value!r}")
+    return value
+
+
+_gemm_mode = "auto"
+
+
+def set_gemm(str mode):
+    """Where the large products run: 'own' (fastlstm's kernel, at every
+    size), 'blas' (the BLAS takes the large ones) or 'auto' (own when the
+    BLAS is an OpenBLAS without AVX-512 kernels on a CPU with AVX-512).
+    Returns the mode that was in force."""
+    global _gemm_mode
+    _parse_gemm(mode)
+    before = _gemm_mode
+    _blas.own = _auto_own() if mode == "auto" else mode == "own"
+    _gemm_mode = mode
+    return before
+
+
+def gemm_choice():
+    """(mode, whether the kernels do every product themselves)."""
+    return _gemm_mode, bool(_blas.own)
+
+
+set_gemm(_parse_gemm(os.environ.get("FASTLSTM_GEMM", "auto")))
 
 # ---- the block cache (see the module docstring) ----
 # Blocks of at least _CACHE_MIN bytes that are freed go into one of _NSLOTS
@@ -403,8 +503,9 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
         a.extra = cnp.PyArray_DATA(<cnp.ndarray>ex) if E else NULL
         saved = (g, hp, ex)
     cdef int status
+    cdef fl_blas blas = _blas
     with nogil:
-        status = fl_forward(&a, &_blas)
+        status = fl_forward(&a, &blas)
     _check(status)
     return y, h_n, c_n, saved
 
@@ -447,8 +548,9 @@ def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc
     a.db_ih = cnp.PyArray_DATA(<cnp.ndarray>db_ih) if has_bias else NULL
     a.db_hh = cnp.PyArray_DATA(<cnp.ndarray>db_hh) if has_bias else NULL
     cdef int status
+    cdef fl_blas blas = _blas
     with nogil:
-        status = fl_backward(&a, &_blas)
+        status = fl_backward(&a, &blas)
     _check(status)
     return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
@@ -577,8 +679,9 @@ def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_si
     if a.y == NULL:
         raise MemoryError("fastlstm: out of memory for the kernel's workspace")
     cdef int status
+    cdef fl_blas blas = _blas
     with nogil:
-        status = fl_forward(&a, &_blas)
+        status = fl_forward(&a, &blas)
     if a.y != <void *>ybuf:
         free(a.y)
     _check(status)

@@ -5,7 +5,9 @@ a time (at least 128 rows): with B = 64 and H = 64 a chunk is 16 steps of an
 LSTM, 21 of a GRU and 64 of a plain RNN, so T = 70 crosses chunk boundaries
 for every cell, dense or ragged, forwards or in reverse. One thread is
 checked on the same problems: its inference projects in the same chunks (on
-the panel kernel), its training in one product on the BLAS.
+the panel kernel), its training in one product (on the BLAS, or on the
+panel kernel when the kernels run every product themselves: see
+test_gemm_choice).
 """
 
 import numpy as np
@@ -15,7 +17,7 @@ import fastlstm
 from fastlstm import reference
 from fastlstm.selfcheck import make_problem, run
 
-from _compare import TOLERANCE, assert_fast_matches_reference
+from _compare import TOLERANCE, assert_fast_matches_reference, assert_inference_agrees
 
 T, B = 70, 64
 
@@ -54,8 +56,7 @@ def test_chunked_projection_matches_reference(threads, n, cell, ragged, reverse,
             if b is not None:
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
     inf = getattr(fastlstm, cell + "_forward")(**fwd, training=False)
-    for a, b in zip(inf[:-1], out):
-        np.testing.assert_array_equal(a, b)  # inference and training agree
+    assert_inference_agrees(inf[:-1], out)
 
 
 @pytest.mark.parametrize("ragged", [False, True])
