@@ -12,8 +12,10 @@ reference (``fastlstm.reference``) and whichever peers are installed:
 It prints, per (mode, thread count), a markdown table of median times, the
 ratio peer/fastlstm of every peer (above 1 means fastlstm is faster), the
 GFLOP/s fastlstm achieves and the fraction of the machine's GEMM peak, which
-the command measures itself with SciPy's ``sgemm`` (``dgemm`` for float64):
-the BLAS the C kernels call. Two smaller tables follow: the latency of one
+the command measures itself: the best n x n GEMM of SciPy's ``sgemm``
+(``dgemm`` for float64; the BLAS the C kernels may call), ``torch.mm`` and ONNX
+Runtime's ``MatMul`` (those of the peers being timed), since a BLAS need not
+use the CPU's widest vectors. Two smaller tables follow: the latency of one
 cell step at B=1 (against ``torch.nn.LSTMCell`` and friends) and a ragged
 batch (PackedSequence semantics) against the same tokens as a dense batch, the
 padded batch and torch's ``pack_padded_sequence`` path. ``--json PATH``
@@ -248,9 +250,56 @@ def measure_gemm_peak(dtype, n=2048, repeat=5):
     b = np.asfortranarray(rng.standard_normal((n, n)).astype(dtype))
     c = np.zeros((n, n), dtype=dtype, order="F")
     gemm(1.0, a, b, 0.0, c, overwrite_c=True)
-    best = min(_time_once(lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=True))
-               for _ in range(repeat))
-    return 2.0 * n ** 3 / best / 1e9
+    return _gflops_best(lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=True), n, repeat)
+
+
+def _gflops_best(fn, n, repeat):
+    fn()
+    return 2.0 * n ** 3 / min(_time_once(fn) for _ in range(repeat)) / 1e9
+
+
+def _torch_gemm(dtype, n, threads):
+    import torch
+    torch.set_num_threads(threads)
+    tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen, dtype=tdtype)
+    b = torch.randn(n, n, generator=gen, dtype=tdtype)
+    c = torch.empty(n, n, dtype=tdtype)
+    return lambda: torch.mm(a, b, out=c)
+
+
+def _ort_gemm(dtype, n, threads):
+    from onnx import TensorProto, helper
+    elem = TensorProto.FLOAT if np.dtype(dtype) == np.float32 else TensorProto.DOUBLE
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "B"], ["C"])], "fastlstm_bench_gemm",
+        [helper.make_tensor_value_info(x, elem, [n, n]) for x in ("A", "B")],
+        [helper.make_tensor_value_info("C", elem, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)],
+                              producer_name="fastlstm.bench")
+    model.ir_version = 8
+    sess = ort_session(model, threads)
+    rng = np.random.default_rng(0)
+    feeds = {x: rng.standard_normal((n, n)).astype(dtype) for x in ("A", "B")}
+    return lambda: sess.run(None, feeds)
+
+
+GEMM_SOURCES = {"scipy": "SciPy's BLAS", "torch": "torch.mm", "ort": "ONNX Runtime MatMul"}
+
+
+def measure_gemm_peaks(dtype, threads, peers=(), n=2048, repeat=5):
+    """GFLOP/s of an n x n GEMM from every source at hand, at `threads` threads:
+    SciPy's BLAS (the one the C kernels may call) and the GEMMs of the
+    installed peers (torch.mm, ONNX Runtime's MatMul). A BLAS need not run
+    the CPU's widest vectors (SciPy's OpenBLAS runs its AVX2 kernels on CPUs
+    it does not know), so the machine's peak is the best of them."""
+    peaks = {"scipy": measure_gemm_peak(dtype, n=n, repeat=repeat)}
+    makers = {"torch": _torch_gemm, "ort": _ort_gemm}
+    for name in peers:
+        if name in makers:
+            peaks[name] = _gflops_best(makers[name](dtype, n, threads), n, repeat)
+    return peaks
 
 
 # --------------------------------------------------------------------------
@@ -977,18 +1026,21 @@ def main(argv=None, prog=None):
     settings = ThreadSettings()
     t_start = time.perf_counter()
 
-    def measure_peak():
-        return measure_gemm_peak(opts.dtype, n=512 if opts.quick else 2048,
-                                 repeat=3 if opts.quick else 5)
+    def measure_peak(n):
+        peaks = measure_gemm_peaks(opts.dtype, n, opts.peers, n=512 if opts.quick else 2048,
+                                   repeat=3 if opts.quick else 5)
+        return max(peaks.values()), peaks
     try:
         for n in opts.threads:
             settings.apply(n)
             threads_str = f"{n} thread{'s' if n > 1 else ''}"
             result["thread_control"] = settings.method
-            peak = measure_peak()
+            peak, peaks = measure_peak(n)
             result["gemm_peak_gflops"][str(n)] = peak
+            result.setdefault("gemm_peaks_by_source", {})[str(n)] = peaks
+            each = ", ".join(f"{GEMM_SOURCES[k]} {v:.1f}" for k, v in peaks.items())
             print(f"\n## {threads_str}: measured {gemm} peak "
-                  f"{peak:.1f} GFLOP/s (thread control: {settings.method})")
+                  f"{peak:.1f} GFLOP/s (best of {each}; thread control: {settings.method})")
             for mode in opts.modes:
                 cases = []
                 for shape in opts.shapes:
@@ -1016,7 +1068,7 @@ def main(argv=None, prog=None):
                 _print_table(f"ragged batch {shape_str(opts.ragged_shape)} (TxBxIxH), lengths "
                              f"uniform in [1, T], {threads_str}", ragged_table(rag), rag)
             # the peak again: a much higher value means the machine was busy at the start
-            again = measure_peak()
+            again = measure_peak(n)[0]
             result["gemm_peak_gflops_after"][str(n)] = again
             if again > 1.1 * peak:
                 print(f"\n(warning: the {gemm} peak measured again after these tables is "

@@ -66,6 +66,10 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path, capsys):
     assert data["machine"]["versions"]["numpy"] == np.__version__
     assert data["machine"]["cpu"] and data["machine"]["logical_cpus"] >= 1
     assert data["gemm_peak_gflops"]["1"] > 0
+    # the peak is the best GEMM at hand: SciPy's BLAS and the timed peers'
+    peaks = data["gemm_peaks_by_source"]["1"]
+    assert "scipy" in peaks and set(peaks) <= {"scipy"} | set(data["options"]["peers"])
+    assert data["gemm_peak_gflops"]["1"] == max(peaks.values())
     assert len(data["cases"]) == n_cases * len(bench.MODES)
     for case in data["cases"]:
         assert case["threads"] == 1 and case["dtype"] == "float32"
