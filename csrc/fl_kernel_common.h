@@ -94,8 +94,11 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #define FL_THREAD_MAX_B 64
 #endif
 
+/* A spinning barrier of n threads. `word` holds the arrivals of the current
+ * phase (low 32 bits, with FL_SOLO_BIT) and the phase (high 32 bits). */
 typedef struct {
-    atomic_int count, phase;
+    _Atomic unsigned long long word;
+    atomic_int solo;
     int n;
 } fl_barrier;
 
@@ -103,7 +106,48 @@ void fl_barrier_init(fl_barrier *b, int n);
 /* One wait of a spin loop: a pause, or after many (*spins counts them) a
  * yield of the CPU. */
 void fl_spin_pause(unsigned *spins);
-void fl_barrier_wait(fl_barrier *b);
+/* Wait until all n threads have arrived. A thread with patience_ns > 0 (the
+ * leader of a time loop, thread 0) that has waited longer than that for the
+ * others (they have lost their CPUs to other work) asks to go on alone: once
+ * the others have arrived, this and every later wait returns 1, and the
+ * leader does the rest of the loop alone while the others leave it (a loop
+ * split across threads would otherwise wait for a descheduled thread at
+ * every step: 20-30x slower beside another runtime's spinning threads).
+ * patience_ns < 0 asks at once (for tests). Returns 0 while all go on. */
+int fl_barrier_wait(fl_barrier *b, long long patience_ns);
+/* FASTLSTM_TEST_SOLO (seq.c): the barrier the leader asks at (-1: none). */
+int fl_test_solo_step(void);
+
+/* One thread's side of a time loop that the leader (thread 0) may finish
+ * alone. The thread runs the units of threads [k0, k1) at each step: its
+ * own, or after fl_solo_wait returned 1 every thread's (the leader) or
+ * none (the others, which leave the loop). */
+typedef struct {
+    int k0, k1, n, lead, waits, strikes, force_at;
+    long long t_step;
+} fl_solo;
+void fl_solo_init(fl_solo *s, int tid, int n);
+/* Before a step's work: the leader notes the time. */
+void fl_solo_step(fl_solo *s);
+/* The step's barrier (patience as above; none at the first wait, which
+ * includes the start of the threads; the leader asks at its FL_SOLO_STRIKES-th
+ * long wait). Returns 1 once the leader goes on alone. */
+int fl_solo_wait(fl_solo *s, fl_barrier *b);
+/* Nanoseconds of a monotonic clock (0 where there are no threads). */
+long long fl_now_ns(void);
+/* The leader's patience: at least FL_SOLO_WAIT_NS nanoseconds, and at least
+ * FL_SOLO_STEPS times its own time for the step (a partner that much slower
+ * has lost its CPU; an interrupt or a page fault costs less). */
+#ifndef FL_SOLO_WAIT_NS
+#define FL_SOLO_WAIT_NS 200000
+#endif
+#ifndef FL_SOLO_STEPS
+#define FL_SOLO_STEPS 3
+#endif
+/* ... at the FL_SOLO_STRIKES-th wait of a call longer than that. */
+#ifndef FL_SOLO_STRIKES
+#define FL_SOLO_STRIKES 3
+#endif
 /* How many threads a time loop of these sizes should use, at most `requested`;
  * any_b: batches above FL_THREAD_MAX_B too (when the kernels do every product). */
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);

@@ -6,7 +6,9 @@
  * before returning: nothing outlives the call and nothing is shared between
  * calls, so concurrent calls from several threads stay independent.
  * Threads meet once per step at a spinning barrier (that yields the CPU
- * when a partner is late, e.g. on an oversubscribed machine).
+ * when a partner is late, e.g. on an oversubscribed machine); when the
+ * partners keep losing their CPUs, the leader finishes the loop alone
+ * (fl_solo_wait).
  */
 #include <stdlib.h>
 #include "fl_kernel_common.h"
@@ -14,6 +16,7 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #define FL_HAVE_PTHREADS 1
 #endif
 
@@ -37,22 +40,92 @@ void fl_spin_pause(unsigned *spins)
 
 void fl_barrier_init(fl_barrier *b, int n)
 {
-    atomic_init(&b->count, 0);
-    atomic_init(&b->phase, 0);
+    atomic_init(&b->word, 0ULL);
+    atomic_init(&b->solo, 0);
     b->n = n;
 }
 
-void fl_barrier_wait(fl_barrier *b)
+#define FL_SOLO_BIT 0x40000000ULL
+#define FL_COUNT_MASK 0x3fffffffULL
+
+long long fl_now_ns(void)
 {
-    int phase = atomic_load(&b->phase);
-    if (atomic_fetch_add(&b->count, 1) + 1 == b->n) {
-        atomic_store(&b->count, 0);
-        atomic_fetch_add(&b->phase, 1);  /* releases the others */
-        return;
+#ifdef FL_HAVE_PTHREADS
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+#else
+    return 0;  /* (no threads: no waits) */
+#endif
+}
+
+int fl_barrier_wait(fl_barrier *b, long long patience_ns)
+{
+    if (atomic_load(&b->solo))
+        return 1;
+    /* patience < 0: ask at once (tests) */
+    const unsigned long long arrive = 1ULL | (patience_ns < 0 ? FL_SOLO_BIT : 0ULL);
+    unsigned long long w = atomic_fetch_add(&b->word, arrive) + arrive;
+    const unsigned long long phase = w >> 32;
+    if ((w & FL_COUNT_MASK) == (unsigned long long)b->n) {  /* the last to arrive */
+        int solo = (w & FL_SOLO_BIT) != 0;
+        if (solo)
+            atomic_store(&b->solo, 1);  /* (before the release, which others see after it) */
+        atomic_store(&b->word, (phase + 1) << 32);  /* no arrivals, next phase: release */
+        return solo;
     }
     unsigned spins = 0;
-    while (atomic_load(&b->phase) == phase)
+    long long since = patience_ns > 0 ? fl_now_ns() : 0;
+    int asked = 0;
+    while ((w = atomic_load(&b->word)) >> 32 == phase) {
         fl_spin_pause(&spins);
+        if (patience_ns > 0 && !asked && (spins & 63) == 0 && fl_now_ns() - since > patience_ns) {
+            /* mark this phase's arrivals (the last to arrive sees the mark);
+             * the phase in the word guards against marking the next one */
+            while (w >> 32 == phase && !asked)
+                asked = atomic_compare_exchange_weak(&b->word, &w, w | FL_SOLO_BIT);
+        }
+    }
+    return atomic_load(&b->solo);
+}
+
+void fl_solo_init(fl_solo *s, int tid, int n)
+{
+    s->k0 = tid, s->k1 = tid + 1, s->n = n;
+    s->lead = tid == 0 && n > 1;
+    s->waits = s->strikes = 0;
+    s->force_at = s->lead ? fl_test_solo_step() : -1;
+    s->t_step = 0;
+}
+
+void fl_solo_step(fl_solo *s)
+{
+    if (s->lead)
+        s->t_step = fl_now_ns();
+}
+
+int fl_solo_wait(fl_solo *s, fl_barrier *b)
+{
+    if (s->k1 - s->k0 != 1)
+        return 1;  /* (already alone) */
+    long long patience = 0, limit = 0, t_wait = 0;
+    if (s->lead && s->waits > 0) {
+        t_wait = fl_now_ns();
+        limit = FL_SOLO_STEPS * (t_wait - s->t_step);
+        limit = limit > FL_SOLO_WAIT_NS ? limit : FL_SOLO_WAIT_NS;
+        if (s->strikes + 1 >= FL_SOLO_STRIKES)
+            patience = limit;  /* (below that, a long wait only counts) */
+    }
+    if (s->waits++ == s->force_at)
+        patience = -1;
+    if (fl_barrier_wait(b, patience)) {
+        s->k0 = 0;
+        s->k1 = s->lead ? s->n : 0;
+        return 1;
+    }
+    if (t_wait && fl_now_ns() - t_wait > limit)
+        s->strikes++;
+    return 0;
 }
 
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b)

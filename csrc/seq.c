@@ -205,6 +205,16 @@ int fl_isa(void)
     return FL_ISA_GENERIC;
 }
 
+/* FASTLSTM_TEST_SOLO=i makes the leader of a threaded time loop (forward or
+ * backward) ask to go on alone at the loop's i-th barrier (from 0), as it
+ * does when the others lose their CPUs (fl_solo_wait), so that tests can
+ * check that path; -1 when unset. Reads only; no state is kept. */
+int fl_test_solo_step(void)
+{
+    const char *env = getenv("FASTLSTM_TEST_SOLO");
+    return env && *env ? atoi(env) : -1;
+}
+
 /* What both entry points check before running anything. */
 static int fl_enter(int dtype, int cell, int T, int B, int I, int H)
 {
@@ -344,82 +354,108 @@ static void FL_NAME(chunk_rows)(const FL_NAME(fwd_ctx) *c, int s0, int s1, size_
     }
 }
 
-/* The time loop, for thread `tid`'s units. States are double-buffered:
- * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
- * separates the threads' writes from the next step's reads. */
-static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
+/* Thread k's units of step s (nact active rows), on thread k's R, packed
+ * weights and scratch: the projection of the chunk of steps starting at s
+ * when `project` (its workspace rows [r0, r1)), the product and the
+ * pointwise pass. xoff: workspace row of XP's first row. Returns 0, or -1
+ * when the one-thread projection found no memory. */
+static int FL_NAME(fwd_slice)(FL_NAME(fwd_ctx) *c, int k, int s, int nact, int project,
+                              size_t r0, size_t r1, size_t xoff)
 {
     const int B = c->B, H = c->H, G = c->G, GH = G * H, EH = c->EH;
-    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
+    const int u0 = c->u[k], nu = c->u[k + 1] - u0, GN = G * nu;
     const FL_NAME(fl_cell) *cell = c->cell;
-    /* this thread's R and packed weights (one slot of each per thread) */
-    FL_REAL *r = c->r + (size_t)tid * c->r_stride;
-    FL_REAL *work = c->work + (size_t)tid * c->work_stride;
-    FL_REAL *wt = c->pack ? c->wt + (size_t)tid * c->wt_stride : NULL;
+    FL_REAL *r = c->r + (size_t)k * c->r_stride;
+    FL_REAL *work = c->work + (size_t)k * c->work_stride;
+    FL_REAL *wt = c->pack ? c->wt + (size_t)k * c->wt_stride : NULL;
+    FL_REAL *pih = c->own_proj ? c->pih + (size_t)k * c->pih_stride : NULL;
     const int ldr = wt ? nu : H;  /* gate stride within a row of R */
     const int rrow = wt ? GN : GH;
 
-    FL_REAL *pih = c->own_proj ? c->pih + (size_t)tid * c->pih_stride : NULL;
-    if (wt)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
-        FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu, wt);
-    if (pih)
-        FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, pih);
+    if (project) {
+        FL_REAL *dst = c->xp + (r0 - xoff) * GH;
+        if (pih)  /* thread k's columns; only its units read them */
+            FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G, H,
+                                   u0, nu, dst, work);
+        else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I,
+                                        c->x + r0 * c->I, c->I, c->w_ih, c->I, dst,
+                                        GH) != FL_OK)
+            return -1;
+    }
+    const FL_REAL *hin = c->hs[s & 1];
+    FL_REAL *hout = c->hs[(s + 1) & 1];
+    if (wt && nact < 4 && GN > 4 * FL_PW && (s & 1)) {
+        /* a row or few against weights that may not fit in L1 (the
+         * product streams them, four panels at a time): odd steps take
+         * the later panels first, so that each step starts on the panels
+         * the step before touched last, still in L1 */
+        const int npan = (GN + FL_PW - 1) / FL_PW, p0 = (npan / 2 + 3) / 4 * 4;
+        const int c0 = p0 * FL_PW;
+        FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN - c0, H, 0, hin, H,
+                               wt + (size_t)p0 * H * FL_PW, r + c0, GN, work);
+        FL_NAME(fl_gemm_panel)(c->isa, 0, nact, c0, H, 0, hin, H, wt, r, GN, work);
+    } else if (wt)
+        FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN, work);
+    else
+        FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
+                         r, GH);
+    for (int j = 0; j < nact; j++) {
+        int t = c->reverse ? c->len[j] - 1 - s : s;
+        size_t yrow = (size_t)t * B + c->perm[j];               /* in y */
+        size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;      /* in the workspace */
+        if (c->training)
+            memcpy(c->hprev + row * H + u0, hin + (size_t)j * H + u0,
+                   sizeof(FL_REAL) * (size_t)nu);
+        FL_REAL *ex = EH ? (c->training ? c->extra + row * EH : c->ex + (size_t)j * EH) + u0
+                         : NULL;
+        cell->fwd(nu, H, ldr, c->xp + (row - xoff) * GH + u0, r + (size_t)j * rrow,
+                  c->b_ih + u0, c->b_hh + u0, hin + (size_t)j * H + u0,
+                  hout + (size_t)j * H + u0, c->cs ? c->cs + (size_t)j * H + u0 : NULL,
+                  c->y + yrow * H + u0, ex);
+    }
+    return 0;
+}
 
-    int nact = B, s_end = 0;
-    size_t xoff = 0;  /* workspace row of XP's first row */
+/* The time loop, for thread `tid`'s units. States are double-buffered:
+ * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
+ * separates the threads' writes from the next step's reads. When the other
+ * threads lose their CPUs (fl_barrier_wait), thread 0 runs every thread's
+ * units from then on, in the same order and on the same packed weights, so
+ * the results are the same; the others leave. */
+static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
+{
+    const int G = c->G, H = c->H;
+    const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
+    /* this thread's packed weights (one slot of each per thread) */
+    if (c->pack)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
+        FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu,
+                                c->wt + (size_t)tid * c->wt_stride);
+    if (c->own_proj)
+        FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, c->pih + (size_t)tid * c->pih_stride);
+
+    fl_solo solo;
+    fl_solo_init(&solo, tid, c->nthreads);
+    int nact = c->B, s_end = 0;
+    size_t xoff = 0, r0 = 0, r1 = 0;  /* xoff: workspace row of XP's first row */
     for (int s = 0; s < c->T; s++) {
         while (nact > 0 && c->len[nact - 1] <= s)
             nact--;
         if (nact == 0)
             break;
-        if (s == s_end) {  /* project the next chunk of steps */
-            size_t r0, r1;
+        fl_solo_step(&solo);
+        const int project = s == s_end;
+        if (project) {  /* project the next chunk of steps */
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
             FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
             xoff = c->training ? 0 : r0;
-            FL_REAL *dst = c->xp + (r0 - xoff) * GH;
-            if (pih)  /* this thread's columns; only it reads them */
-                FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G,
-                                       H, u0, nu, dst, work);
-            else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I,
-                                            c->x + r0 * c->I, c->I, c->w_ih, c->I, dst,
-                                            GH) != FL_OK) {
+        }
+        for (int k = solo.k0; k < solo.k1; k++)
+            if (FL_NAME(fwd_slice)(c, k, s, nact, project, r0, r1, xoff) != 0) {
                 atomic_store(&c->failed, 1);  /* one thread: nobody waits on it */
                 return;
             }
-        }
-        const FL_REAL *hin = c->hs[s & 1];
-        FL_REAL *hout = c->hs[(s + 1) & 1];
-        if (wt && nact < 4 && GN > 4 * FL_PW && (s & 1)) {
-            /* a row or few against weights that may not fit in L1 (the
-             * product streams them, four panels at a time): odd steps take
-             * the later panels first, so that each step starts on the panels
-             * the step before touched last, still in L1 */
-            const int npan = (GN + FL_PW - 1) / FL_PW, p0 = (npan / 2 + 3) / 4 * 4;
-            const int c0 = p0 * FL_PW;
-            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN - c0, H, 0, hin, H,
-                                   wt + (size_t)p0 * H * FL_PW, r + c0, GN, work);
-            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, c0, H, 0, hin, H, wt, r, GN, work);
-        } else if (wt)
-            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN, work);
-        else
-            FL_NAME(fl_gemm)(c->blas, c->isa, 0, 1, nact, GH, H, 1, hin, H, c->w_hh, H, 0,
-                             r, GH);
-        for (int j = 0; j < nact; j++) {
-            int t = c->reverse ? c->len[j] - 1 - s : s;
-            size_t yrow = (size_t)t * B + c->perm[j];               /* in y */
-            size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;      /* in the workspace */
-            if (c->training)
-                memcpy(c->hprev + row * H + u0, hin + (size_t)j * H + u0,
-                       sizeof(FL_REAL) * (size_t)nu);
-            FL_REAL *ex = EH ? (c->training ? c->extra + row * EH : c->ex + (size_t)j * EH) + u0
-                             : NULL;
-            cell->fwd(nu, H, ldr, c->xp + (row - xoff) * GH + u0, r + (size_t)j * rrow, c->b_ih + u0,
-                      c->b_hh + u0, hin + (size_t)j * H + u0, hout + (size_t)j * H + u0,
-                      c->cs ? c->cs + (size_t)j * H + u0 : NULL, c->y + yrow * H + u0, ex);
-        }
-        if (c->nthreads > 1)
-            fl_barrier_wait(&c->bar);
+        if (c->nthreads > 1 && fl_solo_wait(&solo, &c->bar) && tid != 0)
+            return;  /* thread 0 goes on alone */
     }
 }
 
@@ -699,7 +735,7 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
         FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
     FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
     FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
-    fl_barrier_wait(&c->bar);
+    fl_barrier_wait(&c->bar, 0);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
     FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih,
@@ -745,13 +781,61 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
     c->pipe_any = any;
 }
 
+/* The pointwise gradient of loop thread k's units at step s (nact active
+ * rows) into dgh; returns the step's lowest workspace row. */
+static size_t FL_NAME(bwd_pointwise)(FL_NAME(bwd_ctx) *c, int k, int s, int nact, FL_REAL *dgh)
+{
+    const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
+    const int u0 = c->ul[k], nu = c->ul[k + 1] - u0;
+    const FL_NAME(fl_cell) *cell = c->cell;
+    size_t first = (size_t)-1;
+    for (int j = 0; j < nact; j++) {
+        int t = c->reverse ? c->len[j] - 1 - s : s;
+        size_t yrow = (size_t)t * B + c->perm[j];
+        size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;
+        first = row < first ? row : first;
+        FL_REAL *dhj = c->dh + (size_t)j * H + u0;
+        if (c->dy) {
+            const FL_REAL *dyr = c->dy + yrow * H + u0;
+            for (int i = 0; i < nu; i++)
+                dhj[i] += dyr[i];
+        }
+        cell->bwd(nu, H, c->gates + row * GH + u0, EH ? c->extra + row * EH + u0 : NULL,
+                  c->hprev + row * H + u0, dhj, c->dc ? c->dc + (size_t)j * H + u0 : NULL,
+                  c->dgx + row * GH + u0, dgh + (size_t)j * GH + u0);
+        if (cell->split_dgh)
+            for (int g = 0; g < c->G; g++)
+                memcpy(c->dgh_full + row * GH + (size_t)g * H + u0,
+                       dgh + (size_t)j * GH + (size_t)g * H + u0, sizeof(FL_REAL) * (size_t)nu);
+    }
+    return first;
+}
+
+/* Loop thread k's columns of dh_{t-1} = (direct part, if any) + dgh w_hh,
+ * on its packed columns of w_hh (or the BLAS, for all units, unpacked). */
+static void FL_NAME(bwd_recur)(FL_NAME(bwd_ctx) *c, int k, int nact, const FL_REAL *dgh)
+{
+    const int H = c->H, GH = c->G * H;
+    const int u0 = c->ul[k], nu = c->ul[k + 1] - u0;
+    const int direct = c->cell->has_direct;
+    if (c->pack)
+        FL_NAME(fl_gemm_panel)(c->isa, 0, nact, nu, GH, direct, dgh, GH,
+                               c->wp + (size_t)k * c->wp_stride, c->dh + u0, H,
+                               c->work + (size_t)k * c->work_stride);
+    else
+        FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H,
+                         direct ? 1 : 0, c->dh, H);
+}
+
 /* The backward time loop for thread `tid`'s units: the pointwise gradient
  * of its units, a barrier, then its units' columns of dh_{t-1} = dgh w_hh
  * (which need every unit's dgh). dgh alternates between two buffers, so the
  * next step's pointwise pass never overwrites what a slower thread's product
  * still reads; one barrier per step suffices. Only the first lthreads
  * threads run the loop (units split by ul); with products, every thread
- * then takes its share of them (units split by u). */
+ * then takes its share of them (units split by u). As in the forward, when
+ * the other loop threads lose their CPUs, thread 0 does every loop thread's
+ * units from then on (and the others go on to the products). */
 static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 {
     if (tid >= c->lthreads) {  /* a thread of the products only */
@@ -759,58 +843,36 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
             FL_NAME(bwd_pipe)(c);
         goto products;
     }
-    const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH;
+    const int B = c->B, H = c->H, GH = c->G * H, nl = c->lthreads;
     const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
-    const FL_NAME(fl_cell) *cell = c->cell;
-    FL_REAL *wp = c->pack ? c->wp + (size_t)tid * c->wp_stride : NULL;
-    FL_REAL *work = c->work + (size_t)tid * c->work_stride;
-    if (wp)  /* this thread's units' columns of w_hh (GH x nu) */
-        FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu, wp);
+    if (c->pack)  /* this thread's units' columns of w_hh (GH x nu) */
+        FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu,
+                                c->wp + (size_t)tid * c->wp_stride);
+    fl_solo solo;
+    fl_solo_init(&solo, tid, nl);
     int nact = 0;
     for (int s = c->T - 1; s >= 0; s--) {
         while (nact < B && c->len[nact] > s)
             nact++;
         if (nact == 0)
             continue;
+        fl_solo_step(&solo);
         FL_REAL *dgh = c->dgh[s & 1];
-        size_t first = (size_t)-1;  /* the step's lowest workspace row */
-        for (int j = 0; j < nact; j++) {
-            int t = c->reverse ? c->len[j] - 1 - s : s;
-            size_t yrow = (size_t)t * B + c->perm[j];
-            size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;
-            first = row < first ? row : first;
-            FL_REAL *dhj = c->dh + (size_t)j * H + u0;
-            if (c->dy) {
-                const FL_REAL *dyr = c->dy + yrow * H + u0;
-                for (int k = 0; k < nu; k++)
-                    dhj[k] += dyr[k];
-            }
-            cell->bwd(nu, H, c->gates + row * GH + u0, EH ? c->extra + row * EH + u0 : NULL,
-                      c->hprev + row * H + u0, dhj, c->dc ? c->dc + (size_t)j * H + u0 : NULL,
-                      c->dgx + row * GH + u0, dgh + (size_t)j * GH + u0);
-            if (cell->split_dgh)
-                for (int g = 0; g < c->G; g++)
-                    memcpy(c->dgh_full + row * GH + (size_t)g * H + u0,
-                           dgh + (size_t)j * GH + (size_t)g * H + u0, sizeof(FL_REAL) * (size_t)nu);
-        }
+        size_t first = 0;
+        for (int k = solo.k0; k < solo.k1; k++)
+            first = FL_NAME(bwd_pointwise)(c, k, s, nact, dgh);
         if (c->pipe)  /* in time order, the rows of steps s.. are rows first.. */
             atomic_store(&c->done_from, (int)first);
-        if (c->lthreads > 1)
-            fl_barrier_wait(&c->lbar);
-        /* dh_{t-1}[:, units] = (direct part, if any) + dgh w_hh[:, units] */
-        FL_REAL beta = cell->has_direct ? 1 : 0;
-        if (wp)
-            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, nu, GH, cell->has_direct, dgh, GH, wp,
-                                   c->dh + u0, H, work);
-        else
-            FL_NAME(fl_gemm)(c->blas, c->isa, 0, 0, nact, H, GH, 1, dgh, GH, c->w_hh, H, beta,
-                             c->dh, H);
+        if (nl > 1 && fl_solo_wait(&solo, &c->lbar) && tid != 0)
+            goto products;  /* thread 0 goes on alone */
+        for (int k = solo.k0; k < solo.k1; k++)
+            FL_NAME(bwd_recur)(c, k, nact, dgh);
     }
     if (c->pipe)
         atomic_store(&c->loop_done, 1);
 products:
     if (c->products) {
-        fl_barrier_wait(&c->bar);  /* every thread's gate gradients are in */
+        fl_barrier_wait(&c->bar, 0);  /* every thread's gate gradients are in */
         FL_NAME(bwd_products)(c, tid);
     }
 }

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 import fastlstm
+from fastlstm import reference
 from fastlstm.selfcheck import make_problem
 
-from _compare import assert_fast_matches_reference
+from _compare import TOLERANCE, assert_fast_matches_reference
 
 
 @pytest.fixture
@@ -67,3 +68,67 @@ def test_threads_give_identical_results_to_one_thread(threads):
 def test_set_num_threads_rejects_nonsense(bad):
     with pytest.raises(ValueError, match=r"^n: expected an int >= 1"):
         fastlstm.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_leader_going_on_alone_gives_the_same_results(threads, monkeypatch, n, cell, ragged,
+                                                      dtype):
+    # When the other threads of a forward lose their CPUs (another runtime's
+    # spinning threads, say), thread 0 goes on alone with every thread's
+    # units; FASTLSTM_TEST_SOLO=s makes it do so at step s. B = 64, H = 64:
+    # the projection runs in chunks of 16 (LSTM), 21 (GRU), 64 (RNN) steps,
+    # so taking over at step 1 or 17 leaves chunks for the leader to project
+    # with the others' weights; step 0 is the first barrier.
+    threads(n)
+    T, B = 40, 64
+    lengths = [(b * 11) % (T + 1) for b in range(B)] if ragged else None
+    fwd, _ = make_problem(cell, T=T, B=B, I=8, H=64, dtype=dtype, lengths=lengths)
+    forward = getattr(fastlstm, cell + "_forward")
+    for reverse in (False, True):
+        fwd["reverse"] = reverse
+        for training in (False, True):
+            monkeypatch.delenv("FASTLSTM_TEST_SOLO", raising=False)
+            want = forward(**fwd, training=training)
+            for step in (0, 1, 17, T - 1):
+                monkeypatch.setenv("FASTLSTM_TEST_SOLO", str(step))
+                got = forward(**fwd, training=training)
+                for a, b in zip(got[:-1], want[:-1]):
+                    np.testing.assert_array_equal(a, b)
+                if training:  # the saved workspace (gates, hprev, extra) too
+                    for a, b in zip(got[-1].saved[1], want[-1].saved[1]):
+                        np.testing.assert_array_equal(a, b)
+    ref = getattr(reference, cell + "_forward")(**fwd, training=False)
+    for a, b in zip(got[:-1], ref[:-1]):
+        np.testing.assert_allclose(a, b, **TOLERANCE[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("cell,B,H", [("lstm", 24, 256), ("gru", 32, 256), ("rnn", 64, 320)])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_leader_going_on_alone_gives_the_same_results(threads, monkeypatch, n, cell, B,
+                                                               H, ragged, dtype):
+    # the backward's time loop split over threads (as above); thread 0 takes
+    # over at the loop's first, second or last barrier (T = 6 steps), the
+    # others go on to their share of the whole-sequence products
+    threads(n)
+    T = 6
+    lengths = [(5 * b) % (T + 1) for b in range(B)] if ragged else None
+    fwd, bwd = make_problem(cell, T=T, B=B, I=5, H=H, dtype=dtype, lengths=lengths)
+    forward, backward = (getattr(fastlstm, cell + f) for f in ("_forward", "_backward"))
+    for reverse in (False, True):
+        fwd["reverse"] = reverse
+        monkeypatch.delenv("FASTLSTM_TEST_SOLO", raising=False)
+        cache = forward(**fwd)[-1]
+        want = backward(cache, **bwd)
+        for wait in (0, 1, T - 1):
+            monkeypatch.setenv("FASTLSTM_TEST_SOLO", str(wait))
+            got = backward(cache, **bwd)
+            for a, b in zip(got, want):
+                if b is not None:
+                    np.testing.assert_array_equal(a, b)
+    monkeypatch.delenv("FASTLSTM_TEST_SOLO")
+    assert_fast_matches_reference(cell, fwd, bwd)
