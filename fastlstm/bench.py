@@ -24,7 +24,9 @@ writes every raw sample, median and ratio with a description of the machine.
 Method. For each case every implementation is warmed up once, then the
 implementations are called in turn, round after round (the first in the
 rotation changing each round), so that drift of the machine hits all of them
-alike; the reported time is the median over rounds. Rounds are capped by a
+alike; the reported time is the median over rounds. A turn is 20 ms of
+untimed calls (0.15 s after the reference), which outlast the spinning idle
+threads of the implementation before, then the timed call. Rounds are capped by a
 time budget per case (``--budget``), with at least 3 (or ``--repeat`` if
 smaller). The NumPy reference is only timed where one call is estimated, from
 a short prefix of the sequence, to take under ``--ref-limit`` seconds.
@@ -551,16 +553,25 @@ def _time_once(fn):
             gc.enable()
 
 
-def time_interleaved(fns, repeat, budget, inner=None):
+LEAD_IN_S = 0.02
+LEAD_IN_AFTER_REFERENCE_S = 0.15
+
+
+def time_interleaved(fns, repeat, budget, inner=None, lead_in=(LEAD_IN_S,
+                                                             LEAD_IN_AFTER_REFERENCE_S)):
     """Median seconds per call of each fn in `fns` (a dict name -> fn), interleaved.
 
     Each fn is warmed up once (its result kept, returned as `first`); then
     rounds give every fn a turn, starting each round one further along the
-    rotation. A turn is an untimed call, then the timed one: the idle threads
-    of the implementation before (OpenMP's, ONNX Runtime's and OpenBLAS's
-    pools keep spinning for a while after a call) have by then stopped
-    competing for the cores, and this fn's own pool is awake, as in a loop
-    that calls it again and again. The number of rounds is what fits in `budget` seconds by the
+    rotation. A turn is a lead-in of untimed calls, then the timed one. The
+    lead-in lasts at least lead_in[0] seconds (at least one call; lead_in[1]
+    after the NumPy reference): the idle threads of
+    the implementation before keep spinning for a while after a call
+    (OpenMP's, torch's, for about 10 ms here; OpenBLAS's, the reference's,
+    for about 0.1 s), taking cores from the next one, so one untimed call
+    of a short case did not outlast them. Each fn is thus timed as in a loop
+    that calls it again and again, its own pool awake and no one else's
+    spinning. The number of rounds is what fits in `budget` seconds by the
     warm-up times, clamped to [min(3, repeat), repeat]. `inner` (dict name ->
     int) times that many calls per sample instead of one, for very short calls.
     A peer (a name not starting with "fastlstm", nor "reference") that raises
@@ -585,11 +596,17 @@ def time_interleaved(fns, repeat, budget, inner=None):
     rounds = max(min(3, repeat), min(repeat, rounds))
     samples = {n: [] for n in names}
     gc.collect()
+    before = None
     for r in range(rounds):
         for k in range(len(names)):
             name = names[(r + k) % len(names)]
             fn, n = fns[name], inner.get(name, 1)
+            lead = lead_in[1] if before == "reference" else lead_in[0]
+            t_lead = time.perf_counter() + lead
             fn()  # the untimed lead-in of the turn
+            while time.perf_counter() < t_lead:
+                fn()
+            before = name
             if n == 1:
                 samples[name].append(_time_once(fn))
             else:
@@ -639,7 +656,7 @@ def bench_case(cell, mode, shape, threads, opts, peak):
             note = f"reference skipped: estimated {est:.1f} s per call > {opts.ref_limit:g} s"
     runners = make_runners(cell, mode, shape, opts.dtype, threads, opts.peers, reference_ok)
     medians, samples, rounds, first, errors = time_interleaved(
-        {n: r.fn for n, r in runners.items()}, opts.repeat, opts.budget)
+        {n: r.fn for n, r in runners.items()}, opts.repeat, opts.budget, lead_in=opts.lead_in)
     diffs = _diffs({n: r for n, r in runners.items() if n in first}, first)
     del runners, first
     f = flops(cell, T, B, I, H, mode)
@@ -721,7 +738,7 @@ def bench_latency(cell, opts):
         t = min(_time_once(fn) for _ in range(3))
         inner[name] = max(1, min(100000, int(target / max(t, 1e-7))))
     medians, samples, rounds, _, errors = time_interleaved(fns, max(opts.repeat, 5),
-                                                           opts.budget / 2, inner)
+                                                           opts.budget / 2, inner, opts.lead_in)
     fast = medians["fastlstm"]
     return dict(cell=cell, B=B, I=I, H=H, dtype=opts.dtype, fastlstm_call=how,
                 median_s=medians, samples_s=samples, calls_per_sample=inner, rounds=rounds,
@@ -758,7 +775,7 @@ def bench_ragged(cell, mode, shape, threads, opts):
         runners["torch_packed"] = _peer(torch_runner, cell, mode, fwd, bwd, True)
         runners["torch_padded"] = _peer(torch_runner, cell, mode, pad_fwd, bwd)
     medians, samples, rounds, first, errors = time_interleaved(
-        {n: r.fn for n, r in runners.items()}, opts.repeat, opts.budget)
+        {n: r.fn for n, r in runners.items()}, opts.repeat, opts.budget, lead_in=opts.lead_in)
     diffs = {}
     if "torch_packed" in first:
         diffs["torch_packed"] = rel_diff(runners["torch_packed"].to_numpy(first["torch_packed"]),
@@ -985,6 +1002,8 @@ def _finish_options(opts):
     opts.threads = opts.threads or ([1] if q else [1, 2])
     opts.repeat = opts.repeat if opts.repeat is not None else (3 if q else 7)
     opts.budget = opts.budget if opts.budget is not None else (0.5 if q else 6.0)
+    # (--quick: shorter lead-ins, for a fast check rather than steady-state figures)
+    opts.lead_in = (0.002, 0.01) if q else (LEAD_IN_S, LEAD_IN_AFTER_REFERENCE_S)
     opts.ragged_shape = opts.ragged_shape or (QUICK_RAGGED_SHAPE if q else DEFAULT_RAGGED_SHAPE)
     opts.ref_limit = opts.ref_limit if opts.ref_limit and opts.ref_limit > 0 else None
     requested = [] if opts.no_peers else opts.peers

@@ -6,6 +6,7 @@ timings: the numbers are only checked to exist and be positive.
 
 import importlib.util
 import json
+import time
 
 import numpy as np
 import pytest
@@ -164,7 +165,8 @@ def test_each_timed_call_follows_an_untimed_one_in_rotation():
     # rotate: the log of calls shows pairs, each round starting one further on
     log = []
     fns = {name: (lambda name=name: log.append(name)) for name in ("a", "b", "c")}
-    medians, samples, rounds, first, errors = bench.time_interleaved(fns, repeat=3, budget=0)
+    medians, samples, rounds, first, errors = bench.time_interleaved(fns, repeat=3, budget=0,
+                                                                     lead_in=(0, 0))
     assert rounds == 3 and not errors and set(medians) == {"a", "b", "c"}
     assert all(len(s) == 3 for s in samples.values())
     assert log[:3] == ["a", "b", "c"]  # the warm-up calls
@@ -174,3 +176,26 @@ def test_each_timed_call_follows_an_untimed_one_in_rotation():
     assert all(p[0] == p[1] for p in pairs)
     order = [p[0] for p in pairs]
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_lead_in_calls_last_at_least_the_lead_in():
+    # a turn's untimed calls go on for lead_in[0] seconds (lead_in[1] after
+    # the reference), so that the spinning idle threads of the implementation
+    # before are done; the timed call follows
+    log = []
+    fns = {name: (lambda name=name: log.append((name, time.perf_counter())))
+           for name in ("reference", "b", "c")}
+    bench.time_interleaved(fns, repeat=3, budget=0, lead_in=(0.01, 0.03))
+    runs = []  # consecutive calls of one implementation
+    for name, t in log:
+        if runs and runs[-1][0] == name:
+            runs[-1][1].append(t)
+        else:
+            runs.append((name, [t]))
+    assert [len(r[1]) for r in runs[:3]] == [1, 1, 1]  # the warm-up calls
+    turns = runs[3:]
+    assert [r[0] for r in turns] == ["reference", "b", "c", "b", "c", "reference",
+                                     "c", "reference", "b"]
+    for before, (name, stamps) in zip([None] + turns[:-1], turns):
+        lead = 0.03 if before and before[0] == "reference" else 0.01
+        assert len(stamps) >= 3 and stamps[-1] - stamps[0] >= lead * 0.99
