@@ -60,40 +60,9 @@ size_t FL_NAME(fl_panel_size)(int K, int N)
 
 /* Panels are packed on every call (weights may change between calls), so
  * the copies are written to vectorise: whole panel rows as fixed-length
- * loops, and the transposing copy (by_rows) 4 x 4 (float) or 2 x 2 (double)
- * values at a time through SSE registers, where the build has SSE2 (every
- * x86-64 build). Element by element, both took ~5 us for a 64 x 256 block,
- * a tenth of a 100-step batch-1 LSTM forward at H = 64. */
-#if defined(__SSE2__) || defined(_M_X64)
-#define FL_PACK_SSE 1
-#include <emmintrin.h>
-#else
-#define FL_PACK_SSE 0
-#endif
-#if FL_PACK_SSE && FL_IS_FLOAT
-#define FL_TB 4
-/* rows r[0..4) of src at k (4 values each) -> 4 panel rows of 4 columns at d */
-static inline void FL_NAME(transpose_tile)(const FL_REAL *const *r, int k, FL_REAL *d)
-{
-    __m128 a0 = _mm_loadu_ps(r[0] + k), a1 = _mm_loadu_ps(r[1] + k);
-    __m128 a2 = _mm_loadu_ps(r[2] + k), a3 = _mm_loadu_ps(r[3] + k);
-    _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
-    _mm_storeu_ps(d, a0);
-    _mm_storeu_ps(d + FL_PW, a1);
-    _mm_storeu_ps(d + 2 * FL_PW, a2);
-    _mm_storeu_ps(d + 3 * FL_PW, a3);
-}
-#elif FL_PACK_SSE
-#define FL_TB 2
-static inline void FL_NAME(transpose_tile)(const FL_REAL *const *r, int k, FL_REAL *d)
-{
-    __m128d a0 = _mm_loadu_pd(r[0] + k), a1 = _mm_loadu_pd(r[1] + k);
-    _mm_storeu_pd(d, _mm_unpacklo_pd(a0, a1));
-    _mm_storeu_pd(d + FL_PW, _mm_unpackhi_pd(a0, a1));
-}
-#else
-#define FL_TB 0
-#endif
+ * loops, and the transposing copy (by_rows) FL_TB x FL_TB values at a time
+ * (fl_transpose_tile, fl_kernel.h). Element by element, both took ~5 us for
+ * a 64 x 256 block, a tenth of a 100-step batch-1 LSTM forward at H = 64. */
 
 void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
                              int H, int u0, int nu, FL_REAL *P)
@@ -108,11 +77,11 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
                 rows[l] = src + (size_t)((n / nu) * H + u0 + n % nu) * ld;
             }
             int l0 = 0;
-#if FL_TB
+#if FL_HAVE_TILE
             for (; l0 + FL_TB <= nw; l0 += FL_TB) {  /* FL_TB columns, k in tiles */
                 int k = 0;
                 for (; k + FL_TB <= K; k += FL_TB)
-                    FL_NAME(transpose_tile)(rows + l0, k, panel + (size_t)k * FL_PW + l0);
+                    FL_NAME(fl_transpose_tile)(rows + l0, k, panel + (size_t)k * FL_PW + l0, FL_PW);
                 for (; k < K; k++)
                     for (int l = l0; l < l0 + FL_TB; l++)
                         panel[(size_t)k * FL_PW + l] = rows[l][k];
@@ -137,7 +106,6 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
         }
     }
 }
-#undef FL_TB
 
 void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
                             const FL_REAL *A,

@@ -29,6 +29,39 @@
 
 #define FL_PW (FL_PANEL_BYTES / (int)sizeof(FL_REAL))  /* values per panel row */
 
+/* A transposing copy FL_TB x FL_TB values at a time (one SSE register of
+ * each row), where the build has SSE2 (every x86-64 build; FL_HAVE_TILE):
+ * rows r[0..FL_TB) of a source at k (FL_TB values each) -> FL_TB rows of
+ * FL_TB values at d, ds apart (the packing of panels and of strips of A). */
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FL_HAVE_TILE 1
+#define FL_TB (16 / (int)sizeof(FL_REAL))
+#if FL_IS_FLOAT
+static inline void FL_NAME(fl_transpose_tile)(const FL_REAL *const *r, int k, FL_REAL *d,
+                                              size_t ds)
+{
+    __m128 a0 = _mm_loadu_ps(r[0] + k), a1 = _mm_loadu_ps(r[1] + k);
+    __m128 a2 = _mm_loadu_ps(r[2] + k), a3 = _mm_loadu_ps(r[3] + k);
+    _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+    _mm_storeu_ps(d, a0);
+    _mm_storeu_ps(d + ds, a1);
+    _mm_storeu_ps(d + 2 * ds, a2);
+    _mm_storeu_ps(d + 3 * ds, a3);
+}
+#else
+static inline void FL_NAME(fl_transpose_tile)(const FL_REAL *const *r, int k, FL_REAL *d,
+                                              size_t ds)
+{
+    __m128d a0 = _mm_loadu_pd(r[0] + k), a1 = _mm_loadu_pd(r[1] + k);
+    _mm_storeu_pd(d, _mm_unpacklo_pd(a0, a1));
+    _mm_storeu_pd(d + ds, _mm_unpackhi_pd(a0, a1));
+}
+#endif
+#else
+#define FL_HAVE_TILE 0
+#endif
+
 /* ---- BLAS bridge (fl_blas.c) ----
  * Row-major C (M x N) = alpha * op(A) @ op(B) + beta * C, where op(A) is
  * M x K and op(B) is K x N; trans_a / trans_b nonzero mean "use the transpose

@@ -339,7 +339,21 @@ static void FL_INAME(pack_strip)(int ta, const FL_REAL *restrict A, int lda, int
         }
         return;
     }
-    for (int r = 0; r < ms; r++) {
+    int r = 0;
+#if FL_HAVE_TILE
+    for (; r + FL_TB <= ms; r += FL_TB) {  /* FL_TB rows at a time, k in tiles */
+        const FL_REAL *rows[FL_TB];
+        for (int i = 0; i < FL_TB; i++)
+            rows[i] = A + (size_t)(m0 + r + i) * lda + k0;
+        int k = 0;
+        for (; k + FL_TB <= kc; k += FL_TB)
+            FL_NAME(fl_transpose_tile)(rows, k, dst + (size_t)k * mr + r, (size_t)mr);
+        for (; k < kc; k++)
+            for (int i = 0; i < FL_TB; i++)
+                dst[(size_t)k * mr + r + i] = rows[i][k];
+    }
+#endif
+    for (; r < ms; r++) {
         const FL_REAL *a = A + (size_t)(m0 + r) * lda + k0;
         for (int k = 0; k < kc; k++)
             dst[(size_t)k * mr + r] = a[k];
