@@ -81,7 +81,8 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
             for (; l0 + FL_TB <= nw; l0 += FL_TB) {  /* FL_TB columns, k in tiles */
                 int k = 0;
                 for (; k + FL_TB <= K; k += FL_TB)
-                    FL_NAME(fl_transpose_tile)(rows + l0, k, panel + (size_t)k * FL_PW + l0, FL_PW);
+                    FL_NAME(fl_transpose_tile)(rows + l0, k, panel + (size_t)k * FL_PW + l0,
+                                               FL_PW);
                 for (; k < K; k++)
                     for (int l = l0; l < l0 + FL_TB; l++)
                         panel[(size_t)k * FL_PW + l] = rows[l][k];

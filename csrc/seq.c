@@ -419,7 +419,7 @@ static int FL_NAME(fwd_slice)(FL_NAME(fwd_ctx) *c, int k, int s, int nact, int p
 /* The time loop, for thread `tid`'s units. States are double-buffered:
  * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
  * separates the threads' writes from the next step's reads. When the other
- * threads lose their CPUs (fl_barrier_wait), thread 0 runs every thread's
+ * threads lose their CPUs (fl_solo_wait), thread 0 runs every thread's
  * units from then on, in the same order and on the same packed weights, so
  * the results are the same; the others leave. */
 static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
@@ -507,8 +507,8 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * call). One-thread training projects in one product (fl_gemm_whole: on
      * the BLAS, or with `own` on the panel kernel; it keeps the whole XP as
      * the saved gates anyway; chunks measured 0-4% slower there), and so do
-     * larger batches without `own`. A ragged batch in reverse runs as one chunk (the
-     * rows of one of its steps belong to different time steps). */
+     * larger batches without `own`. A ragged batch in reverse runs as one
+     * chunk (the rows of one of its steps belong to different time steps). */
     int chunk = T;
     if ((nthreads > 1 || (!training && (B <= FL_PACK_MAX_B || own) && isa != FL_ISA_GENERIC)) &&
         !(packed && a->reverse) && B > 0) {

@@ -150,7 +150,7 @@ cdef extern from *:
     const char *fl_openblas_core(void *fn)
 
 # The BLAS: scipy's function pointers, and whether the kernels run every
-# product on their own kernel instead (fl_blas.own; see blas_choice). Each
+# product on their own kernel instead (fl_blas.own; see set_gemm). Each
 # call passes a copy, so that set_gemm never changes a call under way.
 cdef fl_blas _blas
 _blas.sgemm = <fl_sgemm_fn>sgemm
@@ -212,7 +212,7 @@ def gemm_choice():
     return _gemm_mode, bool(_blas.own)
 
 
-set_gemm(_parse_gemm(os.environ.get("FASTLSTM_GEMM", "auto")))
+set_gemm(os.environ.get("FASTLSTM_GEMM", "auto"))
 
 # ---- the block cache (see the module docstring) ----
 # Blocks of at least _CACHE_MIN bytes that are freed go into one of _NSLOTS
