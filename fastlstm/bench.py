@@ -146,6 +146,12 @@ class ThreadSettings:
 
     def apply(self, n):
         self.restore_blas()
+        # the originals first: threadpoolctl also limits the OpenMP pool that
+        # torch's thread count reports
+        if self._torch_orig is None and "torch" in sys.modules:
+            self._torch_orig = sys.modules["torch"].get_num_threads()
+        if self._fast_orig is None and hasattr(fastlstm, "get_num_threads"):
+            self._fast_orig = fastlstm.get_num_threads()
         self.n = n
         try:
             from threadpoolctl import threadpool_limits
@@ -156,13 +162,8 @@ class ThreadSettings:
             self._limiter = threadpool_limits(limits=n)
             self.method = "threadpoolctl"
         if "torch" in sys.modules:
-            torch = sys.modules["torch"]
-            if self._torch_orig is None:
-                self._torch_orig = torch.get_num_threads()
-            torch.set_num_threads(n)
+            sys.modules["torch"].set_num_threads(n)
         if hasattr(fastlstm, "set_num_threads"):
-            if self._fast_orig is None and hasattr(fastlstm, "get_num_threads"):
-                self._fast_orig = fastlstm.get_num_threads()
             fastlstm.set_num_threads(n)
 
     def restore_blas(self):
