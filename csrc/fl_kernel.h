@@ -77,6 +77,11 @@ static inline void FL_NAME(fl_transpose_tile)(const FL_REAL *const *r, int k, FL
 size_t FL_NAME(fl_panel_size)(int K, int N);
 void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
                              int H, int u0, int nu, FL_REAL *P);
+/* The same panels (not by_rows) of the K x N matrix B[k][n] =
+ * src[rows[k] * ld + c0 + n]: K rows of src picked by rows (a ragged
+ * batch's valid rows, gathered as they are packed). */
+void FL_NAME(fl_pack_panels_gather)(const FL_REAL *src, int ld, const int *rows, int K, int c0,
+                                    int N, FL_REAL *P);
 /* C (M x N) = op(A) @ B (+ C when accumulate), B packed by fl_pack_panels;
  * op(A) is A (M x K, row stride lda), or with trans_a the transpose of the
  * K x M matrix A (row stride lda). work: fl_panel_work(trans_a, M, K) values

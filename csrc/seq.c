@@ -27,6 +27,7 @@
 #include "fl_kernel_common.h"
 #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
 #include <xmmintrin.h>
+#include <emmintrin.h>
 #define FL_HAVE_MXCSR 1
 #endif
 
@@ -124,14 +125,20 @@ static int fl_sort_rows(const int64_t *lengths, int T, int B, int *perm, int *le
 
 /* Ragged batches keep only the valid steps: the N = sum(lengths) rows (t, b)
  * with t < lengths[b], in time-major order (t, then b). idx[t * B + b] is the
- * packed row of (t, b), or -1 at a padded step. Without lengths N = T * B and
+ * packed row of (t, b), or -1 at a padded step, and src[r] = t * B + b is the
+ * (t, b) of packed row r (src may be NULL). Without lengths N = T * B and
  * idx is the identity, so callers use it only when lengths are given. */
-static int64_t fl_pack_index(const int64_t *lengths, int T, int B, int *idx)
+static int64_t fl_pack_index(const int64_t *lengths, int T, int B, int *idx, int *src)
 {
     int64_t n = 0;
     for (int t = 0; t < T; t++)
-        for (int b = 0; b < B; b++)
-            idx[(size_t)t * B + b] = t < lengths[b] ? (int)n++ : -1;
+        for (int b = 0; b < B; b++) {
+            const int r = t * B + b, valid = t < lengths[b];
+            idx[r] = valid ? (int)n : -1;
+            if (valid && src)
+                src[n] = r;
+            n += valid;
+        }
     return n;
 }
 
@@ -177,6 +184,35 @@ static void fl_scratch_release(const fl_allocator *m, void *p, size_t bytes)
         m->release(m->ctx, p, bytes);
     else
         free(p);
+}
+
+/* Zero `bytes` bytes at p with stores that bypass the cache where they
+ * can (whole 16-byte pieces): for output that is not read again soon, it
+ * spares reading the lines in first. fl_stream_done() orders them before
+ * the stores that follow (call it before others may read the zeros). */
+static void fl_zero_stream(void *p, size_t bytes)
+{
+#if defined(__SSE2__) || defined(_M_X64)
+    char *c = p;
+    size_t head = (16 - ((uintptr_t)c & 15)) & 15;
+    if (head > bytes)
+        head = bytes;
+    memset(c, 0, head);
+    c += head, bytes -= head;
+    const __m128i z = _mm_setzero_si128();
+    for (; bytes >= 16; c += 16, bytes -= 16)
+        _mm_stream_si128((__m128i *)c, z);
+    memset(c, 0, bytes);
+#else
+    memset(p, 0, bytes);
+#endif
+}
+
+static void fl_stream_done(void)
+{
+#if defined(__SSE2__) || defined(_M_X64)
+    _mm_sfence();
+#endif
 }
 
 #define FL_TEMPLATE_FILE "seq.c"
@@ -270,6 +306,30 @@ static const FL_NAME(fl_cell) *FL_NAME(pick_cell)(int cell, int isa)
 }
 #undef FL_PICK
 
+/* Rows of n values, for i0 <= i < i1: dst row i - i0 = src row rows[i]
+ * (gather_rows), or dst row rows[i] = src row i (scatter_rows). */
+static void FL_NAME(gather_rows)(FL_REAL *dst, const FL_REAL *src, const int *rows, size_t i0,
+                                 size_t i1, int n)
+{
+    for (size_t i = i0; i < i1; i++)
+        memcpy(dst + (i - i0) * n, src + (size_t)rows[i] * n, sizeof(FL_REAL) * (size_t)n);
+}
+
+/* xg row idx[r] = x row r for the valid rows r (idx[r] >= 0) of x (T * B rows) */
+static void FL_NAME(gather_x)(FL_REAL *xg, const FL_REAL *x, const int *idx, int T, int B, int I)
+{
+    for (size_t r = 0; r < (size_t)T * B; r++)
+        if (idx[r] >= 0)
+            memcpy(xg + (size_t)idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+}
+
+static void FL_NAME(scatter_rows)(FL_REAL *dst, const FL_REAL *src, const int *rows, size_t i0,
+                                  size_t i1, int n)
+{
+    for (size_t i = i0; i < i1; i++)
+        memcpy(dst + (size_t)rows[i] * n, src + i * n, sizeof(FL_REAL) * (size_t)n);
+}
+
 /* dst[perm[j]] = src[j] (unsort == 1) or dst[j] = src[perm[j]] (unsort == 0)
  * for B rows of H; src NULL means zeros. */
 static void FL_NAME(permute_rows)(FL_REAL *dst, const FL_REAL *src, const int *perm,
@@ -298,6 +358,8 @@ typedef struct {
     size_t work_stride;
     const int *perm, *len, *idx;  /* idx: packed workspace row of (t, b), or NULL */
     const int *tstart;  /* ragged: first workspace row of each time step (T + 1) */
+    const int *src;     /* ragged: the (t, b) of each workspace row (N) */
+    FL_REAL *xg;        /* ragged, in chunks: the valid rows of x of a chunk */
     /* XP is projected `chunk` steps at a time, just before they run: with
      * several threads each projects its own columns of it */
     const FL_REAL *x, *w_ih;
@@ -374,12 +436,12 @@ static int FL_NAME(fwd_slice)(FL_NAME(fwd_ctx) *c, int k, int s, int nact, int p
 
     if (project) {
         FL_REAL *dst = c->xp + (r0 - xoff) * GH;
+        const FL_REAL *xs = c->xg ? c->xg : c->x + r0 * c->I;  /* (xg: ragged, gathered) */
         if (pih)  /* thread k's columns; only its units read them */
-            FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, pih, G, H,
-                                   u0, nu, dst, work);
-        else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I,
-                                        c->x + r0 * c->I, c->I, c->w_ih, c->I, dst,
-                                        GH) != FL_OK)
+            FL_NAME(project_slice)(c->isa, xs, (int)(r1 - r0), c->I, pih, G, H, u0, nu, dst,
+                                   work);
+        else if (FL_NAME(fl_gemm_whole)(c->blas, c->isa, 0, 1, (int)(r1 - r0), GH, c->I, xs,
+                                        c->I, c->w_ih, c->I, dst, GH) != FL_OK)
             return -1;
     }
     const FL_REAL *hin = c->hs[s & 1];
@@ -432,6 +494,12 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
                                 c->wt + (size_t)tid * c->wt_stride);
     if (c->own_proj)
         FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, c->pih + (size_t)tid * c->pih_stride);
+    if (c->idx) {  /* y is zero at padded steps: this thread's units of them */
+        for (size_t r = 0; r < (size_t)c->T * c->B; r++)
+            if (c->idx[r] < 0)
+                fl_zero_stream(c->y + r * H + u0, sizeof(FL_REAL) * (size_t)nu);
+        fl_stream_done();
+    }
 
     fl_solo solo;
     fl_solo_init(&solo, tid, c->nthreads);
@@ -448,6 +516,19 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
             FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
             xoff = c->training ? 0 : r0;
+            if (c->xg) {
+                /* ragged: the chunk's valid rows of x, gathered just before
+                 * their product (a share per thread; every thread's
+                 * projection reads them all). The last chunk's products
+                 * are done: every thread has passed a barrier since. */
+                for (int k = solo.k0; k < solo.k1; k++) {
+                    const size_t n = r1 - r0, a0 = r0 + n * k / c->nthreads;
+                    const size_t a1 = r0 + n * (k + 1) / c->nthreads;
+                    FL_NAME(gather_rows)(c->xg + (a0 - r0) * c->I, c->x, c->src, a0, a1, c->I);
+                }
+                if (c->nthreads > 1 && fl_solo_wait(&solo, &c->bar) && tid != 0)
+                    return;  /* thread 0 goes on alone */
+            }
         }
         for (int k = solo.k0; k < solo.k1; k++)
             if (FL_NAME(fwd_slice)(c, k, s, nact, project, r0, r1, xoff) != 0) {
@@ -535,7 +616,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * threads (each projects its own columns) or chunks */
     const int own_proj = nthreads > 1 || chunk < T;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
-    size_t n_xg = packed ? FL_UP(N * I) : 0;
+    /* ragged: x's valid rows, gathered up front for one projection, or per
+     * thread chunk by chunk (the chunk's rows stay in cache for its product) */
+    const int gather_chunks = packed && chunk < T;
+    size_t n_xg = packed ? FL_UP(xp_rows * I) : 0;
     /* per thread: scratch of the per-step product and the chunk projections */
     size_t s_work = fl_panel_work(0, B, H), s_proj = fl_panel_work(0, (int)xp_rows, I);
     s_work = FL_UP(own_proj && s_proj > s_work ? s_proj : s_work);
@@ -545,8 +629,8 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
                                                 n_ih + n_xg + n_work + 1) + FL_LINE;
     void *block = fl_scratch(&a->mem, buf_bytes);
     FL_REAL *buf = block ? fl_line_start(block) : NULL;
-    int *ibuf = malloc(sizeof(int) *
-                       (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) + 1));
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B + T + 1 : 0) +
+                                      (gather_chunks ? N : 0) + 1));
     if (!buf || !ibuf) {
         fl_scratch_release(&a->mem, block, buf_bytes);
         free(ibuf);
@@ -590,18 +674,19 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     if (st != FL_OK)
         goto done;
 
-    if (packed) {  /* padded steps: y is zero and x is never read */
-        fl_pack_index(a->lengths, T, B, (int *)c.idx);
-        for (size_t r = 0; r < (size_t)T * B; r++) {
-            if (c.idx[r] >= 0)
-                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
-            else  /* (valid rows of y are all written by the steps) */
-                memset(y + r * H, 0, sizeof(FL_REAL) * (size_t)H);
+    if (packed) {  /* padded steps: x is never read and y is zero (fwd_steps) */
+        int *tstart = ibuf + 2 * B + (size_t)T * B;
+        int *src = gather_chunks ? tstart + T + 1 : NULL;
+        fl_pack_index(a->lengths, T, B, (int *)c.idx, src);
+        if (gather_chunks) {
+            c.src = src;
+            c.xg = xg;
+        } else {
+            FL_NAME(gather_x)(xg, x, c.idx, T, B, I);
+            x = xg;
         }
-        x = xg;
         /* the packed rows of time t start after those of the earlier steps;
          * rows are sorted by decreasing length, so len[0..n) > t is a prefix */
-        int *tstart = ibuf + 2 * B + (size_t)T * B;
         tstart[0] = 0;
         for (int t = 0, n = B; t < T; t++) {
             while (n > 0 && len[n - 1] <= t)
@@ -676,6 +761,11 @@ typedef struct {
     const FL_REAL *x, *w_ih;
     FL_REAL *dx, *dw_ih, *dw_hh, *db_ih, *db_hh;
     FL_REAL *p_ih, *p_x, *p_h;  /* threads: w_ih, x and hprev in panels, shared */
+    /* ragged, with threads: x is the caller's, its valid rows src[r] are
+     * gathered as they are packed, and each thread scatters its rows of dx
+     * (workspace rows, in dx) into the caller's dx_out */
+    const int *src;
+    FL_REAL *dx_out;
     int I, N, products;
     /* pipelined products (the loop on thread 0, products of finished rows
      * on thread 1): rows [done_from, N) are final; thread 1 leaves rows
@@ -733,11 +823,27 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
     if (!c->pipe)  /* (pipelined, thread 1 packed it before the loop ended) */
         FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
-    FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
+    if (c->src) {  /* this thread's panels of x's valid rows */
+        const int np = (I + FL_PW - 1) / FL_PW;
+        const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
+        const int c1 = p1 * FL_PW < I ? p1 * FL_PW : I;
+        if (p1 > p0)
+            FL_NAME(fl_pack_panels_gather)(c->x, I, c->src, N, p0 * FL_PW, c1 - p0 * FL_PW,
+                                           c->p_x + (size_t)p0 * N * FL_PW);
+    } else
+        FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
     FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
     fl_barrier_wait(&c->bar, 0);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
+    if (c->src) {  /* its rows of dx to the caller's, and its share of the zeros */
+        FL_NAME(scatter_rows)(c->dx_out, c->dx, c->src, (size_t)r0, (size_t)r1, I);
+        const size_t TB = (size_t)c->T * c->B;
+        for (size_t r = TB * tid / n; r < TB * (tid + 1) / n; r++)
+            if (c->idx[r] < 0)
+                fl_zero_stream(c->dx_out + r * I, sizeof(FL_REAL) * (size_t)I);
+        fl_stream_done();
+    }
     FL_NAME(weight_grad_slice)(c->isa, c->dgx, N, G, H, u0, nu, c->p_x, I, c->dw_ih, c->db_ih,
                                acc, NULL);
     FL_NAME(weight_grad_slice)(c->isa, c->dgh_full, N, G, H, u0, nu, c->p_h, H, c->dw_hh,
@@ -764,7 +870,11 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
             const int r0 = pf - r > FL_PIPE_ROWS ? pf - FL_PIPE_ROWS : r, k = pf - r0;
             FL_NAME(fl_gemm_panel)(c->isa, 0, k, I, GH, 0, c->dgx + (size_t)r0 * GH, GH,
                                    c->p_ih, c->dx + (size_t)r0 * I, I, work);
-            FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
+            if (c->src) {
+                FL_NAME(scatter_rows)(c->dx_out, c->dx, c->src, (size_t)r0, (size_t)pf, I);
+                FL_NAME(fl_pack_panels_gather)(c->x, I, c->src + r0, k, 0, I, px);
+            } else
+                FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
             FL_NAME(fl_pack_panels)(c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
             FL_NAME(weight_grad_slice)(c->isa, c->dgx + (size_t)r0 * GH, k, G, H, 0, H, px, I,
                                        c->dw_ih, c->db_ih, any, work);
@@ -937,7 +1047,10 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
                                                 n_pipe + 1) + FL_LINE;
     void *block = fl_scratch(&a->mem, buf_bytes);
     FL_REAL *buf = block ? fl_line_start(block) : NULL;
-    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) + 1));
+    /* ragged with threads: x's rows are gathered as the threads pack them */
+    const int gather_late = packed && nthreads > 1;
+    int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) +
+                                      (gather_late ? N : 0) + 1));
     if (!buf || !ibuf) {
         fl_scratch_release(&a->mem, block, buf_bytes);
         free(ibuf);
@@ -974,7 +1087,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (st != FL_OK)
         goto done;
     if (packed)
-        fl_pack_index(a->lengths, T, B, (int *)c.idx);
+        fl_pack_index(a->lengths, T, B, (int *)c.idx,
+                      gather_late ? ibuf + 2 * B + (size_t)T * B : NULL);
 
     FL_NAME(permute_rows)(c.dh, a->dh_n, perm, B, H, 0);
     if (c.dc)
@@ -982,11 +1096,13 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
 
     /* the whole-sequence products run over the N valid rows; with lengths,
      * x's valid rows are gathered (its padded rows, possibly NaN or inf, are
-     * never read) and dx is scattered back with zeros at padded steps */
-    if (packed) {
-        for (size_t r = 0; r < (size_t)T * B; r++)
-            if (c.idx[r] >= 0)
-                memcpy(xg + (size_t)c.idx[r] * I, x + r * I, sizeof(FL_REAL) * (size_t)I);
+     * never read; with threads, as they are packed) and dx is scattered back
+     * with zeros at padded steps (with threads, by each thread) */
+    if (gather_late) {
+        c.src = ibuf + 2 * B + (size_t)T * B;
+        c.dx_out = a->dx;
+    } else if (packed) {
+        FL_NAME(gather_x)(xg, x, c.idx, T, B, I);
         x = xg;
     }
     c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
@@ -1010,6 +1126,11 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
         c.nthreads = c.lthreads = 1;  /* no threads to be had: run on this one */
         c.products = c.pipe = 0;
+        if (c.src) {  /* (the products below read x's valid rows gathered) */
+            FL_NAME(gather_x)(xg, x, c.idx, T, B, I);
+            c.x = x = xg;
+            c.src = NULL;
+        }
         fl_split_units(c.u, 1, H);
         fl_split_units(c.ul, 1, H);
         FL_NAME(bwd_worker)(&c, 0);
@@ -1033,7 +1154,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH, GH, 0);
         }
     }
-    if (packed) {
+    if (packed && !c.src) {  /* (with threads, they scattered their rows) */
         FL_REAL *dx = a->dx;
         for (size_t r = 0; r < (size_t)T * B; r++) {
             if (c.idx[r] >= 0)
