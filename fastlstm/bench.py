@@ -15,7 +15,10 @@ GFLOP/s fastlstm achieves and the fraction of the machine's GEMM peak, which
 the command measures itself: the best n x n GEMM of SciPy's ``sgemm``
 (``dgemm`` for float64; the BLAS the C kernels may call), ``torch.mm`` and ONNX
 Runtime's ``MatMul`` (those of the peers being timed), since a BLAS need not
-use the CPU's widest vectors. Two smaller tables follow: the latency of one
+use the CPU's widest vectors. It is measured before and after each thread
+count's cases, and the higher of the two is the peak (a busy machine only
+ever lowers a measurement), so the tables of a thread count are printed once
+its cases are done. Two smaller tables follow: the latency of one
 cell step at B=1 (against ``torch.nn.LSTMCell`` and friends) and a ragged
 batch (PackedSequence semantics) against the same tokens as a dense batch, the
 padded batch and torch's ``pack_padded_sequence`` path. ``--json PATH``
@@ -645,7 +648,7 @@ def _diffs(runners, first):
 # the three benchmarks
 
 
-def bench_case(cell, mode, shape, threads, opts, peak):
+def bench_case(cell, mode, shape, threads, opts):
     """Time one (cell, mode, shape) at the current thread count -> result dict."""
     T, B, I, H = shape
     note = None
@@ -667,7 +670,7 @@ def bench_case(cell, mode, shape, threads, opts, peak):
                 flops=f, rounds=rounds, median_s=medians, samples_s=samples,
                 ratio_vs_fastlstm={n: t / fast for n, t in medians.items() if n != "fastlstm"},
                 gflops=gflops, fastlstm_gflops=gflops["fastlstm"],
-                fastlstm_peak_fraction=gflops["fastlstm"] / peak if peak else None,
+                fastlstm_peak_fraction=None,  # (set once the section's peak is known)
                 max_rel_diff_vs_fastlstm=diffs, errors=errors, note=note)
 
 
@@ -1042,7 +1045,8 @@ def main(argv=None, prog=None):
         threads=opts.threads, dtype=opts.dtype, repeat=opts.repeat, budget_s=opts.budget,
         ref_limit_s=opts.ref_limit, reference=opts.reference, peers=opts.peers,
         ragged_shape=list(opts.ragged_shape), quick=opts.quick),
-        gemm_peak_gflops={}, gemm_peak_gflops_after={}, cases=[], latency=[], ragged=[])
+        gemm_peak_gflops={}, gemm_peak_gflops_before={}, gemm_peak_gflops_after={},
+        gemm_peaks_by_source={}, gemm_peaks_by_source_after={}, cases=[], latency=[], ragged=[])
     settings = ThreadSettings()
     t_start = time.perf_counter()
 
@@ -1055,28 +1059,25 @@ def main(argv=None, prog=None):
             settings.apply(n)
             threads_str = f"{n} thread{'s' if n > 1 else ''}"
             result["thread_control"] = settings.method
-            peak, peaks = measure_peak(n)
-            result["gemm_peak_gflops"][str(n)] = peak
-            result.setdefault("gemm_peaks_by_source", {})[str(n)] = peaks
-            each = ", ".join(f"{GEMM_SOURCES[k]} {v:.1f}" for k, v in peaks.items())
-            print(f"\n## {threads_str}: measured {gemm} peak "
-                  f"{peak:.1f} GFLOP/s (best of {each}; thread control: {settings.method})")
+            before, peaks = measure_peak(n)
+            tables = []  # (title, table, results), printed once the peak is known
+            section = []
             for mode in opts.modes:
                 cases = []
                 for shape in opts.shapes:
                     for cell in opts.cells:
                         progress(f"  [{time.perf_counter() - t_start:6.0f} s] {mode} "
                                  f"{cell} {shape_str(shape)} threads={n}")
-                        cases.append(bench_case(cell, mode, shape, n, opts, peak))
-                result["cases"] += cases
-                _print_table(f"{MODE_TITLES[mode]}, {threads_str}", case_table(cases), cases)
+                        cases.append(bench_case(cell, mode, shape, n, opts))
+                section += cases
+                tables.append((f"{MODE_TITLES[mode]}, {threads_str}", case_table, cases))
             if opts.latency:
                 progress(f"  [{time.perf_counter() - t_start:6.0f} s] latency threads={n}")
                 lat = [dict(bench_latency(cell, opts), threads=n) for cell in opts.cells]
                 result["latency"] += lat
                 B, I, H = LATENCY_SHAPE
-                _print_table(f"one cell step (B={B}, I={I}, H={H}), inference, {threads_str}, "
-                             "microseconds per call", latency_table(lat), lat)
+                tables.append((f"one cell step (B={B}, I={I}, H={H}), inference, {threads_str}, "
+                               "microseconds per call", latency_table, lat))
             if opts.ragged:
                 rag = []
                 for mode in opts.modes:
@@ -1085,15 +1086,28 @@ def main(argv=None, prog=None):
                                  f"{cell} threads={n}")
                         rag.append(bench_ragged(cell, mode, opts.ragged_shape, n, opts))
                 result["ragged"] += rag
-                _print_table(f"ragged batch {shape_str(opts.ragged_shape)} (TxBxIxH), lengths "
-                             f"uniform in [1, T], {threads_str}", ragged_table(rag), rag)
-            # the peak again: a much higher value means the machine was busy at the start
-            again = measure_peak(n)[0]
-            result["gemm_peak_gflops_after"][str(n)] = again
-            if again > 1.1 * peak:
-                print(f"\n(warning: the {gemm} peak measured again after these tables is "
-                      f"{again:.1f} GFLOP/s, above the {peak:.1f} used for the % of peak: "
-                      "the machine was busy)")
+                tables.append((f"ragged batch {shape_str(opts.ragged_shape)} (TxBxIxH), lengths "
+                               f"uniform in [1, T], {threads_str}", ragged_table, rag))
+            # the peak again: the higher of the two is the machine's (a busy
+            # machine lowers a measurement, never raises it)
+            after, peaks_after = measure_peak(n)
+            peak = max(before, after)
+            key = str(n)
+            result["gemm_peak_gflops"][key] = peak
+            result["gemm_peak_gflops_before"][key] = before
+            result["gemm_peak_gflops_after"][key] = after
+            result["gemm_peaks_by_source"][key] = peaks
+            result["gemm_peaks_by_source_after"][key] = peaks_after
+            for c in section:
+                c["fastlstm_peak_fraction"] = c["fastlstm_gflops"] / peak if peak else None
+            result["cases"] += section
+            best = {k: max(v, peaks_after.get(k, 0.0)) for k, v in peaks.items()}
+            each = ", ".join(f"{GEMM_SOURCES[k]} {v:.1f}" for k, v in best.items())
+            print(f"\n## {threads_str}: measured {gemm} peak {peak:.1f} GFLOP/s (best of {each}; "
+                  f"{before:.1f} before these tables, {after:.1f} after; "
+                  f"thread control: {settings.method})")
+            for title, make_table, results in tables:
+                _print_table(title, make_table(results), results)
             sys.stdout.flush()
     finally:
         settings.restore()
