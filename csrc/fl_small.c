@@ -217,14 +217,23 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
  * whatever N is, so large power-of-two row strides cannot make the rows of B
  * fight over the same cache sets. fl_pack_panels (seq.c) builds them. */
 #define FL_PNR (FL_PANEL_BYTES / FL_VEC_BYTES)  /* registers per panel row */
+/* A block meets FL_PNJ registers of a panel row at a time (a pass): the
+ * whole row with AVX-512, half of it with AVX2, a quarter with SSE2. With
+ * 16 registers, 6 rows x 2 (12 accumulators, 2 of B and a broadcast of A)
+ * hide the multiply-adds' latency and need 8 loads per 12 of them; a whole
+ * AVX2 row would leave room for only 2 rows x 4, with 6 loads per 8, and
+ * the panel's chunk (FL_KC x 128 bytes) would not fit a 32 KiB L1. */
+#define FL_PNJ 2
+#define FL_PJW (FL_PNJ * FL_VL)                 /* columns per pass */
 #if FL_VEC_BYTES == 64
 #define FL_PMR 14                       /* rows of A per block: 28 accumulators (32 zmm) */
 #else
-#define FL_PMR (FL_VEC_BYTES / 16)      /* rows of A per block: 8 accumulators */
+#define FL_PMR 6                        /* rows of A per block: 12 accumulators (16 regs) */
 #endif
 
 /* Rows [0, ms) of C[.., 0..nw) (= or +=) the product of mr rows of op(A)
- * with kc rows of a panel (ms <= mr: rows past ms are padding). op(A) row r
+ * with kc rows of one pass of a panel (P: its first column; rows FL_PW
+ * apart; nw <= FL_PJW) (ms <= mr: rows past ms are padding). op(A) row r
  * is A[r * lda + k], or with ta A[k * lda + r] (a packed strip is the
  * latter with lda = mr). Inlined with ta and mr constant, so that the
  * accumulators stay in registers. */
@@ -232,23 +241,23 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const
                                          int lda, const FL_REAL *restrict P, int accumulate,
                                          int nw, FL_REAL *restrict C, int ldc)
 {
-    FL_INAME(fl_vec) acc[FL_PMR][FL_PNR], b[FL_PNR];
-    FL_ZERO_ACC(acc, FL_PMR, FL_PNR, mr);
+    FL_INAME(fl_vec) acc[FL_PMR][FL_PNJ], b[FL_PNJ];
+    FL_ZERO_ACC(acc, FL_PMR, FL_PNJ, mr);
     for (int k = 0; k < K; k++) {
-        for (int j = 0; j < FL_PNR; j++)
+        for (int j = 0; j < FL_PNJ; j++)
             b[j] = FL_INAME(vload)(P + (size_t)k * FL_PW + j * FL_VL);
         for (int r = 0; r < FL_PMR; r++) {
             if (r < mr) {
                 FL_REAL ark = ta ? A[(size_t)k * lda + r] : A[(size_t)r * lda + k];
-                for (int j = 0; j < FL_PNR; j++)
+                for (int j = 0; j < FL_PNJ; j++)
                     acc[r][j] += ark * b[j];
             }
         }
     }
     for (int r = 0; r < ms && r < FL_PMR; r++) {
         FL_REAL *c = C + (size_t)r * ldc;
-        if (nw == FL_PW) {  /* a whole panel: vector loads and stores */
-            for (int j = 0; j < FL_PNR; j++) {
+        if (nw == FL_PJW) {  /* a whole pass: vector loads and stores */
+            for (int j = 0; j < FL_PNJ; j++) {
                 if (accumulate) {
                     FL_INAME(fl_vec) t;
                     memcpy(&t, c + j * FL_VL, sizeof t);
@@ -258,7 +267,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const
             }
             continue;
         }
-        FL_REAL out[FL_PW];
+        FL_REAL out[FL_PJW];
         memcpy(out, acc[r], sizeof out);
         if (accumulate)
             for (int l = 0; l < nw; l++)
@@ -282,12 +291,10 @@ static void FL_INAME(strip_block)(int mr, int ms, int kc, const FL_REAL *restric
     FL_STRIP_CASE(12)
     FL_STRIP_CASE(10)
     FL_STRIP_CASE(8)
+#endif
     FL_STRIP_CASE(6)
     FL_STRIP_CASE(4)
-#endif
-#if FL_PMR >= 2
     FL_STRIP_CASE(2)
-#endif
 #undef FL_STRIP_CASE
     default:
         FL_INAME(panel_block)(1, mr, ms, kc, a, mr, pk, acc, nw, C, ldc);
@@ -364,10 +371,19 @@ static void FL_INAME(pack_strip)(int ta, const FL_REAL *restrict A, int lda, int
 }
 
 /* Panels one row of A meets at once: enough accumulators (FL_PROW *
- * FL_PNR) to hide the latency of the multiply-adds. (8 panels, tried on
- * AVX-512, were slower at K = 64: eight streams 8 KiB apart compete for the
- * same sets of L1.) */
+ * FL_PNR) to hide the latency of the multiply-adds, few enough to stay in
+ * registers. (AVX2: 4 panels were 16 accumulators beside the broadcast of
+ * A, and three of them lived on the stack; 2 panels ran 4-14% faster than
+ * 4 and 2-5% faster than 3 at batch 1 on an AMD Zen 3. 8 panels, tried on
+ * AVX-512, were slower at K = 64: eight streams 8 KiB apart compete for
+ * the same sets of L1.) */
+#if FL_VEC_BYTES == 64
 #define FL_PROW 4
+#elif FL_VEC_BYTES == 32
+#define FL_PROW 2
+#else
+#define FL_PROW 1
+#endif
 
 /* One row of A against np <= FL_PROW panels at once: with a single row, one
  * panel alone would give only FL_PNR accumulators. c receives columns n0..
@@ -380,7 +396,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
     FL_ZERO_ACC(acc, FL_PROW, FL_PNR, np);
     const size_t ps = (size_t)K * FL_PW;  /* values per panel */
     int k = 0;
-#if FL_PROW * FL_PNR <= 8
+#if FL_VEC_BYTES == 64  /* (32 registers) */
     /* even and odd k into separate accumulators, added at the end: the
      * batch-1 time loop waits on this product every step, and two chains
      * of K/2 multiply-adds take half the latency of one of K */
@@ -484,9 +500,9 @@ static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumula
                 FL_INAME(pack_strip)(ta, A, lda, M, m0, me - m0 < mr ? me - m0 : mr, mr, kb, kn,
                                      Ap + (size_t)(m0 - mc) * kn);
             }
-            for (int n0 = 0; n0 < N; n0 += FL_PW) {
-                const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-                const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+            for (int n0 = 0; n0 < N; n0 += FL_PJW) {  /* one pass of a panel at a time */
+                const FL_REAL *pass = P + (size_t)(n0 / FL_PW) * K * FL_PW + n0 % FL_PW;
+                const int nw = N - n0 < FL_PJW ? N - n0 : FL_PJW;
                 for (int k0 = kb; k0 < kb + kn || k0 == kb; k0 += FL_KC) {
                     const int kc = kb + kn - k0 < FL_KC ? kb + kn - k0 : FL_KC;
                     const int acc = accumulate || k0 > 0;
@@ -494,7 +510,7 @@ static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumula
                         mr = base + (i < extra ? 2 : 0);
                         FL_INAME(strip_block)(mr, me - m0 < mr ? me - m0 : mr, kc,
                                               Ap + (size_t)(m0 - mc) * kn + (size_t)(k0 - kb) * mr,
-                                              panel + (size_t)k0 * FL_PW, acc, nw,
+                                              pass + (size_t)k0 * FL_PW, acc, nw,
                                               C + (size_t)m0 * ldc + n0, ldc);
                     }
                 }
@@ -520,14 +536,14 @@ FL_ALWAYS_INLINE void FL_INAME(panel_gemm_inplace)(int ta, int M, int N, int K, 
                                                 FL_REAL *restrict C, int ldc)
 {
     for (int mc = 0; mc < M; mc += FL_MC)  /* (that block of op(A) stays in L2) */
-    for (int n0 = 0; n0 < N; n0 += FL_PW) {
-        const FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-        const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+    for (int n0 = 0; n0 < N; n0 += FL_PJW) {  /* one pass of a panel at a time */
+        const FL_REAL *pass = P + (size_t)(n0 / FL_PW) * K * FL_PW + n0 % FL_PW;
+        const int nw = N - n0 < FL_PJW ? N - n0 : FL_PJW;
         const int me = M - mc < FL_MC ? M : mc + FL_MC;
         for (int k0 = 0; k0 < K || k0 == 0; k0 += FL_KC) {
             const int kc = K - k0 < FL_KC ? K - k0 : FL_KC;
             const int acc = accumulate || k0 > 0;
-            const FL_REAL *pk = panel + (size_t)k0 * FL_PW;
+            const FL_REAL *pk = pass + (size_t)k0 * FL_PW;
 #define FL_A_AT(m) (ta ? A + (size_t)k0 * lda + (m) : A + (size_t)(m) * lda + k0)
             int m0 = mc;
             for (; m0 + FL_PMR_IP <= me; m0 += FL_PMR_IP)
@@ -572,6 +588,8 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
 #undef FL_PMR_IP
 
 #undef FL_PNR
+#undef FL_PNJ
+#undef FL_PJW
 #undef FL_PMR
 #undef FL_PROW
 #undef FL_VL
