@@ -579,19 +579,21 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
 
     /* The input projection runs `chunk` steps at a time, just before those
      * steps, on the panel kernel (each thread its own columns) with several
-     * threads, and on one thread at inference for batches on packed weights
-     * (B <= FL_PACK_MAX_B, or any B with `own`) where the panel kernel has
-     * its full-width copies (AVX2, AVX-512; the generic copy lost to the BLAS
-     * there, which picks its own instruction set): their XP is still in
-     * cache when the steps read it, and at inference the XP scratch holds one
-     * chunk, not the whole sequence (no fresh pages to fault in on every
-     * call). One-thread training projects in one product (fl_gemm_whole: on
-     * the BLAS, or with `own` on the panel kernel; it keeps the whole XP as
-     * the saved gates anyway; chunks measured 0-4% slower there), and so do
-     * larger batches without `own`. A ragged batch in reverse runs as one
-     * chunk (the rows of one of its steps belong to different time steps). */
+     * threads, and on one thread at inference when fastlstm does every
+     * product itself (`own`: a CPU with AVX-512 under a BLAS without it):
+     * their XP is still in cache when the steps read it, and at inference
+     * the XP scratch holds one chunk, not the whole sequence. One-thread
+     * inference on a BLAS that suits the CPU projects in one product, like
+     * training (fl_gemm_whole), before the steps: on an AMD Zen 3 (512 KiB
+     * of L2 per core) the chunks' w_ih panels pushed w_hh's out of L2 every
+     * chunk, and the LSTM forward ran 17-38% slower chunked (100x16x128x128
+     * to 100x64x512x512); chunks had gained 4-7% on an Intel AVX-512
+     * machine. (One-thread training keeps the whole XP as the saved gates
+     * anyway; chunks measured 0-4% slower there.) A ragged batch in reverse
+     * runs as one chunk (the rows of one of its steps belong to different
+     * time steps). */
     int chunk = T;
-    if ((nthreads > 1 || (!training && (B <= FL_PACK_MAX_B || own) && isa != FL_ISA_GENERIC)) &&
+    if ((nthreads > 1 || (!training && own)) &&
         !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;

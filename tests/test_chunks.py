@@ -4,17 +4,18 @@ With several threads the forward projects the inputs about 1 MiB of gates at
 a time (at least 128 rows): with B = 64 and H = 64 a chunk is 16 steps of an
 LSTM, 21 of a GRU and 64 of a plain RNN, so T = 70 crosses chunk boundaries
 for every cell, dense or ragged, forwards or in reverse. One thread is
-checked on the same problems: its inference projects in the same chunks (on
-the panel kernel), its training in one product (on the BLAS, or on the
-panel kernel when the kernels run every product themselves: see
-test_gemm_choice).
+checked on the same problems, with the kernels running every product
+themselves ('own', see test_gemm_choice), where its inference projects in
+the same chunks on the panel kernel, and with the BLAS taking the large
+products, where inference projects in one product before the steps, as
+training always does on one thread.
 """
 
 import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import reference
+from fastlstm import _core, reference
 from fastlstm.selfcheck import make_problem, run
 
 from _compare import TOLERANCE, assert_fast_matches_reference, assert_inference_agrees
@@ -29,13 +30,23 @@ def threads():
     fastlstm.set_num_threads(before)
 
 
-@pytest.mark.parametrize("n", [1, 2])
+@pytest.fixture
+def gemm():
+    before = _core.set_gemm("auto")
+    _core.set_gemm(before)
+    yield _core.set_gemm
+    _core.set_gemm(before)
+
+
+@pytest.mark.parametrize("n,mode", [(1, "own"), (1, "blas"), (2, "auto")])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_chunked_projection_matches_reference(threads, n, cell, ragged, reverse, dtype):
+def test_chunked_projection_matches_reference(threads, gemm, n, mode, cell, ragged, reverse,
+                                              dtype):
     threads(n)
+    gemm(mode)
     # lengths cover every value 0..T, so chunks of ragged rows hold
     # different numbers of rows
     lengths = [(b * 37) % (T + 1) for b in range(B)] if ragged else None
@@ -60,11 +71,13 @@ def test_chunked_projection_matches_reference(threads, n, cell, ragged, reverse,
 
 
 @pytest.mark.parametrize("ragged", [False, True])
-def test_one_thread_inference_projects_a_large_sequence_in_chunks(threads, ragged):
-    # On one thread, inference projects its inputs chunk by chunk (on the
-    # panel kernel): 100 x 64 rows of 4 * 128 float64 gates are 26 MB, 1 MiB
-    # chunks are 4 steps.
+def test_one_thread_inference_projects_a_large_sequence_in_chunks(threads, gemm, ragged):
+    # On one thread, with the kernels running every product themselves,
+    # inference projects its inputs chunk by chunk (on the panel kernel):
+    # 100 x 64 rows of 4 * 128 float64 gates are 26 MB, 1 MiB chunks are 4
+    # steps.
     threads(1)
+    gemm("own")
     lengths = [(b * 37) % 101 for b in range(64)] if ragged else None
     fwd, _ = make_problem("lstm", T=100, B=64, I=8, H=128, dtype=np.float64, lengths=lengths)
     got = fastlstm.lstm_forward(**fwd, training=False)
