@@ -585,10 +585,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * the XP scratch holds one chunk, not the whole sequence. One-thread
      * inference on a BLAS that suits the CPU projects in one product, like
      * training (fl_gemm_whole), before the steps: on an AMD Zen 3 (512 KiB
-     * of L2 per core) the chunks' w_ih panels pushed w_hh's out of L2 every
-     * chunk, and the LSTM forward ran 17-38% slower chunked (100x16x128x128
-     * to 100x64x512x512); chunks had gained 4-7% on an Intel AVX-512
-     * machine. (One-thread training keeps the whole XP as the saved gates
+     * of L2 per core, where the chunks' w_ih panels compete with w_hh's)
+     * the forward ran 0-15% slower chunked (LSTM 100x16x128x128 level,
+     * 100x32x256x256 5%, 100x64x512x512 10%, GRU 100x64x512x512 15%);
+     * chunks had gained 4-7% on an Intel AVX-512 machine. (One-thread training keeps the whole XP as the saved gates
      * anyway; chunks measured 0-4% slower there.) A ragged batch in reverse
      * runs as one chunk (the rows of one of its steps belong to different
      * time steps). */
