@@ -588,10 +588,10 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * of L2 per core, where the chunks' w_ih panels compete with w_hh's)
      * the forward ran 0-15% slower chunked (LSTM 100x16x128x128 level,
      * 100x32x256x256 5%, 100x64x512x512 10%, GRU 100x64x512x512 15%);
-     * chunks had gained 4-7% on an Intel AVX-512 machine. (One-thread training keeps the whole XP as the saved gates
-     * anyway; chunks measured 0-4% slower there.) A ragged batch in reverse
-     * runs as one chunk (the rows of one of its steps belong to different
-     * time steps). */
+     * chunks had gained 4-7% on an Intel AVX-512 machine. (One-thread
+     * training keeps the whole XP as the saved gates anyway; chunks
+     * measured 0-4% slower there.) A ragged batch in reverse runs as one
+     * chunk (the rows of one of its steps belong to different time steps). */
     int chunk = T;
     if ((nthreads > 1 || (!training && own)) &&
         !(packed && a->reverse) && B > 0) {
