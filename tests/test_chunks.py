@@ -15,27 +15,12 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import _core, reference
+from fastlstm import reference
 from fastlstm.selfcheck import make_problem, run
 
 from _compare import TOLERANCE, assert_fast_matches_reference, assert_inference_agrees
 
 T, B = 70, 64
-
-
-@pytest.fixture
-def threads():
-    before = fastlstm.get_num_threads()
-    yield fastlstm.set_num_threads
-    fastlstm.set_num_threads(before)
-
-
-@pytest.fixture
-def gemm():
-    before = _core.set_gemm("auto")
-    _core.set_gemm(before)
-    yield _core.set_gemm
-    _core.set_gemm(before)
 
 
 @pytest.mark.parametrize("n,mode", [(1, "own"), (1, "blas"), (2, "auto")])

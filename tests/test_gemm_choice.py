@@ -24,15 +24,6 @@ from fastlstm.selfcheck import make_problem, run
 from _compare import assert_fast_matches_reference, assert_inference_agrees
 
 
-@pytest.fixture
-def gemm():
-    before = _core.set_gemm("auto")
-    threads = fastlstm.get_num_threads()
-    yield _core.set_gemm
-    _core.set_gemm(before)
-    fastlstm.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("mode", ["own", "blas"])
 @pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -10,13 +10,6 @@ from fastlstm.selfcheck import make_problem
 from _compare import TOLERANCE, assert_fast_matches_reference
 
 
-@pytest.fixture
-def threads():
-    before = fastlstm.get_num_threads()
-    yield fastlstm.set_num_threads
-    fastlstm.set_num_threads(before)
-
-
 @pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("B,lengths", [
