@@ -92,6 +92,19 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_PIPE_ROWS
 #define FL_PIPE_ROWS 512
 #endif
+/* A dense batch splits its rows across threads (each runs every step of
+ * its rows alone) when each gets at least FL_ROWS_MIN rows (fl_row_threads). */
+#ifndef FL_ROWS_MIN
+#define FL_ROWS_MIN 8
+#endif
+/* Each thread of rows projects about FL_ROWS_CHUNK_BYTES of gates at a
+ * time (at least FL_ROWS_CHUNK_ROWS rows). */
+#ifndef FL_ROWS_CHUNK_BYTES
+#define FL_ROWS_CHUNK_BYTES 262144.0
+#endif
+#ifndef FL_ROWS_CHUNK_ROWS
+#define FL_ROWS_CHUNK_ROWS 64.0
+#endif
 /* batches above this leave the per-step product to the BLAS (unless
  * fl_own_products: then any batch runs on the kernels' own threads) */
 #ifndef FL_THREAD_MAX_B
@@ -121,6 +134,8 @@ void fl_spin_pause(unsigned *spins);
 int fl_barrier_wait(fl_barrier *b, long long patience_ns);
 /* FASTLSTM_TEST_SOLO (seq.c): the barrier the leader asks at (-1: none). */
 int fl_test_solo_step(void);
+/* FASTLSTM_TEST_UNITS=1 (seq.c): split units, not rows, in the forward. */
+int fl_test_units(void);
 
 /* One thread's side of a time loop that the leader (thread 0) may finish
  * alone. The thread runs the units of threads [k0, k1) at each step: its
@@ -155,6 +170,8 @@ long long fl_now_ns(void);
 /* How many threads a time loop of these sizes should use, at most `requested`;
  * any_b: batches above FL_THREAD_MAX_B too (when the kernels do every product). */
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
+/* Threads of a dense batch's forward split by rows (1: not split so). */
+int fl_row_threads(int requested, int T, int B, int H, int GH);
 /* u[0..n]: boundaries of n slices of H units, in whole 16-unit vectors. */
 void fl_split_units(int *u, int n, int H);
 /* fn(ctx, tid) for tid in [0, n) on n threads, the caller being thread 0.

@@ -142,6 +142,16 @@ int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b)
     return n;
 }
 
+int fl_row_threads(int requested, int T, int B, int H, int GH)
+{
+    int n = requested < FL_MAX_THREADS ? requested : FL_MAX_THREADS;
+    if (n > B / FL_ROWS_MIN)
+        n = B / FL_ROWS_MIN;
+    if (n < 2 || T < 2 || (double)B * GH * H < FL_THREAD_MIN_WORK)
+        return 1;
+    return n;
+}
+
 void fl_split_units(int *u, int n, int H)
 {
     u[0] = 0;

@@ -17,6 +17,11 @@
  * indexed by (t, b) -- x, y, the saved workspace -- keeps the caller's layout.
  * In reverse mode row b processes time positions lengths[b]-1 down to 0.
  *
+ * Threads: a forward with enough rows per thread splits the batch's rows
+ * (forward_rows: each thread runs every step of its rows alone); other
+ * time loops split the hidden units, with a barrier per step (fwd_steps,
+ * bwd_steps).
+ *
  * No allocation happens inside the time loop.
  */
 #ifndef FL_REAL
@@ -249,6 +254,16 @@ int fl_test_solo_step(void)
 {
     const char *env = getenv("FASTLSTM_TEST_SOLO");
     return env && *env ? atoi(env) : -1;
+}
+
+/* FASTLSTM_TEST_UNITS=1 makes a forward that would split its batch's rows
+ * across threads (forward_rows) split the hidden units instead, as smaller
+ * batches do, so that tests can check that path and the leader going on
+ * alone at any batch. Reads only; no state is kept. */
+int fl_test_units(void)
+{
+    const char *env = getenv("FASTLSTM_TEST_UNITS");
+    return env && strcmp(env, "1") == 0;
 }
 
 /* What both entry points check before running anything. */
@@ -545,6 +560,253 @@ static void FL_NAME(fwd_worker)(void *ctx, int tid)
     FL_NAME(fwd_steps)((FL_NAME(fwd_ctx) *)ctx, tid);
 }
 
+/* ---- the forward with the batch split across threads ----
+ * Rows of a batch never meet, so with several threads each can own some
+ * rows and run every step of them alone: no barrier per step (a late
+ * partner holds nobody up), and each thread's per-step products are those
+ * of a smaller batch on the whole of w_ih and w_hh (packed once, shared:
+ * the threads pack a share of the panels each and meet once). Thread k
+ * projects its rows of x a chunk of steps at a time (on the panel kernel:
+ * the BLAS's pool would spin beside these threads), then per step
+ * multiplies their h_{t-1} by w_hh^T and runs the pointwise pass. A dense
+ * batch gives each thread a block of rows; a ragged one deals its rows,
+ * sorted by decreasing length, round the threads, so that each thread's
+ * rows still active at a step are a prefix of its own and the threads get
+ * about the same number of steps. */
+typedef struct {
+    const FL_NAME(fl_cell) *cell;
+    int isa, T, B, I, H, G, EH, reverse, training, nthreads, ngroups, chunk;
+    const FL_REAL *x, *w_ih, *w_hh, *b_ih, *b_hh, *h0, *c0;
+    FL_REAL *y, *gates, *hprev, *extra, *h_n, *c_n;
+    FL_REAL *pih, *phh;  /* w_ih^T (I x GH) and w_hh^T (H x GH) in panels, shared */
+    FL_REAL *scratch;    /* per thread: stride values (rows_scratch) */
+    size_t stride;
+    int *soff;           /* per thread: chunk + 1 ints */
+    const int *perm, *len;  /* batch row and length of each sorted position */
+    const int *idx;      /* ragged: workspace row of (t, b) (-1: padded), else NULL */
+    const int *gpos;     /* sorted positions of group k: gpos[g0[k] .. g0[k + 1]) */
+    int g0[FL_MAX_THREADS + 1];
+    fl_barrier bar;
+} FL_NAME(rows_ctx);
+
+/* A thread's scratch for m rows, chunks of ch steps: R, the chunk's XP
+ * and x rows, ex (inference), the states h (two) and c, and the products'
+ * scratch, each on a cache line. */
+static size_t FL_NAME(rows_scratch)(int m, int ch, int I, int H, int G, int EH, int has_c,
+                                    size_t *at)
+{
+    const size_t GH = (size_t)G * H, mc = (size_t)m * ch;
+    size_t n = 0;
+#define FL_PIECE(i, v) (at[i] = n, n += fl_lines((v), sizeof(FL_REAL)))
+    FL_PIECE(0, m * GH);                                      /* R */
+    FL_PIECE(1, mc * GH);                                     /* XP of a chunk */
+    FL_PIECE(2, mc * I);                                      /* x rows of a chunk */
+    FL_PIECE(3, (size_t)m * EH);                              /* ex (inference) */
+    FL_PIECE(4, (size_t)m * H);                               /* h, even steps */
+    FL_PIECE(5, (size_t)m * H);                               /* h, odd steps */
+    FL_PIECE(6, has_c ? (size_t)m * H : 0);                   /* c */
+    size_t w1 = fl_panel_work(0, m, H), w2 = fl_panel_work(0, (int)mc, I);
+    FL_PIECE(7, w1 > w2 ? w1 : w2);                           /* product scratch */
+#undef FL_PIECE
+    return n;
+}
+
+/* Every step of group k's rows, on thread tid's scratch. */
+static void FL_NAME(rows_group)(FL_NAME(rows_ctx) *c, int k, int tid)
+{
+    const FL_NAME(fl_cell) *cell = c->cell;
+    const int T = c->T, B = c->B, I = c->I, H = c->H, GH = c->G * H, EH = c->EH;
+    const int *pos = c->gpos + c->g0[k], m = c->g0[k + 1] - c->g0[k];
+    size_t at[8];
+    FL_NAME(rows_scratch)(m, c->chunk, I, H, c->G, EH, cell->has_c, at);
+    FL_REAL *s = c->scratch + (size_t)tid * c->stride;
+    FL_REAL *r = s + at[0], *xpc = s + at[1], *xg = s + at[2], *ex = s + at[3];
+    FL_REAL *hs[2] = {s + at[4], s + at[5]};
+    FL_REAL *cs = cell->has_c ? s + at[6] : NULL, *work = s + at[7];
+    int *soff = c->soff + (size_t)tid * (c->chunk + 1);
+    const size_t hrow = sizeof(FL_REAL) * (size_t)H;
+#define FL_ROW(j) c->perm[pos[j]]  /* batch row of the group's j-th row */
+#define FL_LEN(j) c->len[pos[j]]
+#define FL_TIME(j, step) (c->reverse ? FL_LEN(j) - 1 - (step) : (step))
+
+    for (int j = 0; j < m; j++) {
+        const size_t b = (size_t)FL_ROW(j);
+        if (c->h0)
+            memcpy(hs[0] + (size_t)j * H, c->h0 + b * H, hrow);
+        else
+            memset(hs[0] + (size_t)j * H, 0, hrow);
+        if (cs && c->c0)
+            memcpy(cs + (size_t)j * H, c->c0 + b * H, hrow);
+        else if (cs)
+            memset(cs + (size_t)j * H, 0, hrow);
+        for (int t = FL_LEN(j); t < T; t++)  /* y is zero at padded steps */
+            fl_zero_stream(c->y + ((size_t)t * B + b) * H, hrow);
+    }
+    fl_stream_done();
+
+    int nact = m;
+    for (int s0 = 0; s0 < T; s0 += c->chunk) {
+        const int s1 = T - s0 < c->chunk ? T : s0 + c->chunk;
+        /* the chunk's rows of x (the active rows of each step), gathered,
+         * and their projection; soff[i]: first of step s0 + i */
+        int na = nact, nrows = 0;
+        for (int step = s0; step < s1; step++) {
+            while (na > 0 && FL_LEN(na - 1) <= step)
+                na--;
+            soff[step - s0] = nrows;
+            for (int j = 0; j < na; j++, nrows++)
+                memcpy(xg + (size_t)nrows * I,
+                       c->x + ((size_t)FL_TIME(j, step) * B + FL_ROW(j)) * I,
+                       sizeof(FL_REAL) * (size_t)I);
+        }
+        if (nrows == 0)
+            break;
+        FL_NAME(fl_gemm_panel)(c->isa, 0, nrows, GH, I, 0, xg, I, c->pih, xpc, GH, work);
+        for (int step = s0; step < s1; step++) {
+            while (nact > 0 && FL_LEN(nact - 1) <= step)
+                nact--;
+            if (nact == 0)
+                break;
+            FL_REAL *xp = xpc + (size_t)soff[step - s0] * GH;
+            const FL_REAL *hin = hs[step & 1];
+            FL_REAL *hout = hs[(step + 1) & 1];
+            FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GH, H, 0, hin, H, c->phh, r, GH, work);
+            for (int j = 0; j < nact; j++) {
+                const size_t yrow = (size_t)FL_TIME(j, step) * B + FL_ROW(j);  /* in y */
+                const size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;  /* saved arrays */
+                FL_REAL *g = xp + (size_t)j * GH;
+                if (c->training)
+                    memcpy(c->hprev + row * H, hin + (size_t)j * H, hrow);
+                FL_REAL *e = EH ? (c->training ? c->extra + row * EH : ex + (size_t)j * EH) : NULL;
+                cell->fwd(H, H, H, g, r + (size_t)j * GH, c->b_ih, c->b_hh, hin + (size_t)j * H,
+                          hout + (size_t)j * H, cs ? cs + (size_t)j * H : NULL, c->y + yrow * H,
+                          e);
+                if (c->training)  /* the gates, kept for backward */
+                    memcpy(c->gates + row * GH, g, sizeof(FL_REAL) * (size_t)GH);
+            }
+        }
+    }
+    /* a row's final state is in the buffer its last step wrote */
+    for (int j = 0; j < m; j++) {
+        memcpy(c->h_n + (size_t)FL_ROW(j) * H, hs[FL_LEN(j) & 1] + (size_t)j * H, hrow);
+        if (cs)
+            memcpy(c->c_n + (size_t)FL_ROW(j) * H, cs + (size_t)j * H, hrow);
+    }
+#undef FL_ROW
+#undef FL_LEN
+#undef FL_TIME
+}
+
+/* Thread tid of n: its share of the panels of both weights, then (once
+ * every share is packed) its groups of rows. */
+static void FL_NAME(rows_worker)(void *ctx, int tid)
+{
+    FL_NAME(rows_ctx) *c = ctx;
+    const int n = c->nthreads, GH = c->G * c->H;
+    const int npan = (GH + FL_PW - 1) / FL_PW, p0 = npan * tid / n, p1 = npan * (tid + 1) / n;
+    const int c0 = p0 * FL_PW, nc = (p1 * FL_PW < GH ? p1 * FL_PW : GH) - c0;
+    if (nc > 0) {  /* column c0 + l of w^T is row c0 + l of w */
+        FL_NAME(fl_pack_panels)(c->w_hh, c->H, c->H, nc, 1, c->H, c0, nc,
+                                c->phh + (size_t)p0 * c->H * FL_PW);
+        FL_NAME(fl_pack_panels)(c->w_ih, c->I, c->I, nc, 1, c->H, c0, nc,
+                                c->pih + (size_t)p0 * c->I * FL_PW);
+    }
+    if (n > 1)
+        fl_barrier_wait(&c->bar, 0);
+    for (int k = tid; k < c->ngroups; k += n)
+        FL_NAME(rows_group)(c, k, tid);
+}
+
+/* The forward on `nthreads` threads of rows (see above). */
+static int FL_NAME(forward_rows)(const fl_forward_args *a, const FL_NAME(fl_cell) *cell,
+                                 int isa, int nthreads)
+{
+    const int T = a->T, B = a->B, I = a->n_in, H = a->H;
+    const int G = cell->gates, GH = G * H, EH = cell->extra * H;
+    const int training = a->gates != NULL, ragged = a->lengths != NULL;
+    FL_NAME(rows_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.ngroups = nthreads;
+    /* ints: perm, len, gpos, idx (ragged) */
+    int *ibuf = malloc(sizeof(int) * (3 * (size_t)B + (ragged ? (size_t)T * B : 0) + 1));
+    if (!ibuf)
+        return FL_ERR_NOMEM;
+    int *perm = ibuf, *len = ibuf + B, *gpos = ibuf + 2 * B;
+    int st = fl_sort_rows(a->lengths, T, B, perm, len);
+    if (st != FL_OK) {
+        free(ibuf);
+        return st;
+    }
+    if (ragged)
+        fl_pack_index(a->lengths, T, B, ibuf + 3 * B, NULL);
+    /* group k: a block of rows (dense) or every n-th sorted row (ragged) */
+    int maxm = 0;
+    for (int k = 0, p = 0; k < nthreads; k++) {
+        c.g0[k] = p;
+        if (ragged)
+            for (int j = k; j < B; j += nthreads)
+                gpos[p++] = j;
+        else
+            for (int j = (int)((long long)B * k / nthreads);
+                 j < (int)((long long)B * (k + 1) / nthreads); j++)
+                gpos[p++] = j;
+        c.g0[k + 1] = p;
+        maxm = p - c.g0[k] > maxm ? p - c.g0[k] : maxm;
+    }
+    /* steps per chunk: about FL_ROWS_CHUNK_BYTES of XP per thread, at
+     * least FL_ROWS_CHUNK_ROWS rows */
+    double want = FL_ROWS_CHUNK_BYTES / ((double)maxm * GH * sizeof(FL_REAL));
+    double least = FL_ROWS_CHUNK_ROWS / (double)maxm;
+    want = want > least ? want : least;
+    c.chunk = want >= T ? T : (want < 1 ? 1 : (int)want);
+    size_t at[8];
+    const size_t stride = FL_NAME(rows_scratch)(maxm, c.chunk, I, H, G, EH, cell->has_c, at);
+    const size_t n_ih = fl_lines(FL_NAME(fl_panel_size)(I, GH), sizeof(FL_REAL));
+    const size_t n_hh = fl_lines(FL_NAME(fl_panel_size)(H, GH), sizeof(FL_REAL));
+    const size_t n_zero = (a->b_ih && a->b_hh) ? 0 : fl_lines((size_t)GH, sizeof(FL_REAL));
+    const size_t buf_bytes = sizeof(FL_REAL) * (n_ih + n_hh + n_zero +
+                                                (size_t)nthreads * stride) + FL_LINE;
+    void *block = fl_scratch(&a->mem, buf_bytes);
+    int *soff = malloc(sizeof(int) * (size_t)nthreads * (c.chunk + 1));
+    if (!block || !soff) {
+        fl_scratch_release(&a->mem, block, buf_bytes);
+        free(soff);
+        free(ibuf);
+        return FL_ERR_NOMEM;
+    }
+    FL_REAL *buf = fl_line_start(block);
+    c.cell = cell;
+    c.isa = isa;
+    c.T = T, c.B = B, c.I = I, c.H = H, c.G = G, c.EH = EH;
+    c.reverse = a->reverse, c.training = training;
+    c.x = a->x, c.w_ih = a->w_ih, c.w_hh = a->w_hh, c.h0 = a->h0;
+    c.c0 = cell->has_c ? a->c0 : NULL;
+    c.y = a->y, c.gates = a->gates, c.hprev = a->hprev, c.extra = a->extra;
+    c.h_n = a->h_n, c.c_n = cell->has_c ? a->c_n : NULL;
+    c.perm = perm, c.len = len, c.gpos = gpos;
+    c.idx = ragged ? ibuf + 3 * B : NULL;
+    c.soff = soff;
+    c.pih = buf;
+    c.phh = buf + n_ih;
+    FL_REAL *zero = c.phh + n_hh;
+    if (n_zero)
+        memset(zero, 0, sizeof(FL_REAL) * n_zero);
+    c.b_ih = a->b_ih ? (const FL_REAL *)a->b_ih : zero;
+    c.b_hh = a->b_hh ? (const FL_REAL *)a->b_hh : zero;
+    c.scratch = zero + n_zero;
+    c.stride = stride;
+    c.nthreads = nthreads;
+    fl_barrier_init(&c.bar, nthreads);
+    if (!fl_run_threads(nthreads, FL_NAME(rows_worker), &c)) {
+        c.nthreads = 1;  /* no threads to be had: every group on this one */
+        FL_NAME(rows_worker)(&c, 0);
+    }
+    fl_scratch_release(&a->mem, block, buf_bytes);
+    free(soff);
+    free(ibuf);
+    return FL_OK;
+}
+
 static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
 {
     const int isa = fl_isa();
@@ -564,6 +826,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * (fl_small_gemm), as it also does on one thread at small batch, where a
      * BLAS call costs more than the arithmetic. */
     const int own = fl_own_products(blas, isa);
+    const int nrows = fl_test_units() ? 1 : fl_row_threads(a->num_threads, T, B, H, GH);
+    if (nrows > 1)
+        return FL_NAME(forward_rows)(a, cell, isa, nrows);
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     FL_NAME(fwd_ctx) c;

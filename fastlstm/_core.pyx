@@ -115,6 +115,7 @@ cdef extern from "fl_kernel_common.h" nogil:
     enum:
         FL_ISA_AVX512
     int fl_isa()
+    int fl_row_threads(int requested, int T, int B, int H, int GH)
 
 cdef extern from *:
     """
@@ -165,6 +166,12 @@ def isa():
     """The instruction-set copy of the kernels a call made now would run:
     'generic', 'avx2' or 'avx512' (the CPU's best, capped by FASTLSTM_ISA)."""
     return ("generic", "avx2", "avx512")[fl_isa()]
+
+
+def row_threads(int requested, int T, int B, int H, int GH):
+    """Threads a dense forward of these sizes splits its batch's rows over
+    (1: it does not split them; tests use this to know which path runs)."""
+    return fl_row_threads(requested, T, B, H, GH)
 
 
 def blas_core():

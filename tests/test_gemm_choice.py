@@ -35,6 +35,13 @@ def test_large_products_match_reference_either_way(gemm, mode, n, cell, ragged, 
     B = 80
     lengths = [(b * 7) % 7 for b in range(B)] if ragged else None
     fwd, bwd = make_problem(cell, T=6, B=B, I=64, H=64, dtype=dtype, lengths=lengths)
+    if dtype == np.float32:
+        # upstream gradients scaled so that the weight and bias gradients,
+        # sums over 480 rows, are of order 1 as in the smaller problems: at
+        # order 50 float32's rounding of them (2-4e-5 against float64, in the
+        # reference too) exceeds the tolerance's atol on elements near 0
+        for k in bwd:
+            bwd[k] = bwd[k] / np.float32(np.sqrt(6 * B))
     for reverse in (False, True):
         fwd["reverse"] = reverse
         out = assert_fast_matches_reference(cell, fwd, bwd)

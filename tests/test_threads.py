@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastlstm
-from fastlstm import reference
+from fastlstm import _core, reference
 from fastlstm.selfcheck import make_problem
 
 from _compare import TOLERANCE, assert_fast_matches_reference
@@ -90,7 +90,10 @@ def test_leader_going_on_alone_gives_the_same_results(threads, monkeypatch, n, c
     # the projection runs in chunks of 16 (LSTM), 21 (GRU), 64 (RNN) steps,
     # so taking over at step 1 or 17 leaves chunks for the leader to project
     # with the others' weights; step 0 is the first barrier.
+    # (FASTLSTM_TEST_UNITS=1: this batch would otherwise split its rows
+    # across the threads, with no barrier per step to go on alone at)
     threads(n)
+    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
     T, B = 40, 64
     lengths = [(b * 11) % (T + 1) for b in range(B)] if ragged else None
     fwd, _ = make_problem(cell, T=T, B=B, I=8, H=64, dtype=dtype, lengths=lengths)
@@ -111,6 +114,46 @@ def test_leader_going_on_alone_gives_the_same_results(threads, monkeypatch, n, c
     ref = getattr(reference, cell + "_forward")(**fwd, training=False)
     for a, b in zip(got[:-1], ref[:-1]):
         np.testing.assert_allclose(a, b, **TOLERANCE[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, cell, ragged,
+                                                      dtype):
+    # From 8 rows per thread a forward splits the batch's rows across the
+    # threads, each running every step of its rows alone (a ragged batch's
+    # rows dealt round them by length); FASTLSTM_TEST_UNITS=1 makes it split
+    # the hidden units instead, as smaller batches do. B = 41 splits
+    # unevenly; LSTM's projection runs in chunks of 6 (float64) or 12 steps,
+    # so T = 15 ends on a partial chunk; lengths include 0 and T.
+    threads(n)
+    T, B, H = 15, 41, 64
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    assert _core.row_threads(n, T, B, H, G * H) == n
+    lengths = [(b * 7) % (T + 1) for b in range(B)] if ragged else None
+    fwd, bwd = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype, lengths=lengths)
+    forward = getattr(fastlstm, cell + "_forward")
+    tol = TOLERANCE[np.dtype(dtype)]
+    for reverse in (False, True):
+        for bare in (False, True):  # without biases and initial states
+            f = dict(fwd, reverse=reverse)
+            if bare:
+                f.update(b_ih=None, b_hh=None, h0=None)
+                if cell == "lstm":
+                    f["c0"] = None
+            assert_fast_matches_reference(cell, f, bwd)
+            for training in (False, True):
+                monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
+                want = forward(**f, training=training)
+                monkeypatch.delenv("FASTLSTM_TEST_UNITS")
+                got = forward(**f, training=training)
+                for a, b in zip(got[:-1], want[:-1]):
+                    np.testing.assert_allclose(a, b, **tol)
+                if training:  # the saved workspace (gates, hprev, extra) too
+                    for a, b in zip(got[-1].saved[1], want[-1].saved[1]):
+                        np.testing.assert_allclose(a, b, **tol)
 
 
 @pytest.mark.parametrize("n", [2, 3])
