@@ -147,6 +147,29 @@ static int64_t fl_pack_index(const int64_t *lengths, int T, int B, int *idx, int
     return n;
 }
 
+/* The rows of each of n threads when a time loop splits the batch's rows
+ * (sorted positions; rows in sorted order have decreasing lengths): group
+ * k is gpos[g0[k] .. g0[k + 1]), a block of B / n rows of a dense batch,
+ * or every n-th row of a ragged one from the k-th on, so that the rows of
+ * a group still active at a step are a prefix of them and the groups get
+ * about the same number of steps. Returns the largest group's size. */
+static int fl_row_groups(int ragged, int B, int n, int *gpos, int *g0)
+{
+    int maxm = 0;
+    for (int k = 0, p = 0; k < n; k++) {
+        g0[k] = p;
+        if (ragged)
+            for (int j = k; j < B; j += n)
+                gpos[p++] = j;
+        else
+            for (int j = (int)((long long)B * k / n); j < (int)((long long)B * (k + 1) / n); j++)
+                gpos[p++] = j;
+        g0[k + 1] = p;
+        maxm = p - g0[k] > maxm ? p - g0[k] : maxm;
+    }
+    return maxm;
+}
+
 int64_t fl_workspace_rows(const int64_t *lengths, int T, int B)
 {
     if (!lengths)
@@ -256,10 +279,10 @@ int fl_test_solo_step(void)
     return env && *env ? atoi(env) : -1;
 }
 
-/* FASTLSTM_TEST_UNITS=1 makes a forward that would split its batch's rows
- * across threads (forward_rows) split the hidden units instead, as smaller
- * batches do, so that tests can check that path and the leader going on
- * alone at any batch. Reads only; no state is kept. */
+/* FASTLSTM_TEST_UNITS=1 makes a time loop that would split its batch's
+ * rows across threads (forward_rows, bwd_rows) split the hidden units
+ * instead, as smaller batches do, so that tests can check that path and
+ * the leader going on alone at any batch. Reads only; no state is kept. */
 int fl_test_units(void)
 {
     const char *env = getenv("FASTLSTM_TEST_UNITS");
@@ -739,20 +762,7 @@ static int FL_NAME(forward_rows)(const fl_forward_args *a, const FL_NAME(fl_cell
     }
     if (ragged)
         fl_pack_index(a->lengths, T, B, ibuf + 3 * B, NULL);
-    /* group k: a block of rows (dense) or every n-th sorted row (ragged) */
-    int maxm = 0;
-    for (int k = 0, p = 0; k < nthreads; k++) {
-        c.g0[k] = p;
-        if (ragged)
-            for (int j = k; j < B; j += nthreads)
-                gpos[p++] = j;
-        else
-            for (int j = (int)((long long)B * k / nthreads);
-                 j < (int)((long long)B * (k + 1) / nthreads); j++)
-                gpos[p++] = j;
-        c.g0[k + 1] = p;
-        maxm = p - c.g0[k] > maxm ? p - c.g0[k] : maxm;
-    }
+    const int maxm = fl_row_groups(ragged, B, nthreads, gpos, c.g0);
     /* steps per chunk: about FL_ROWS_CHUNK_BYTES of XP per thread, at
      * least FL_ROWS_CHUNK_ROWS rows */
     double want = FL_ROWS_CHUNK_BYTES / ((double)maxm * GH * sizeof(FL_REAL));
@@ -1045,6 +1055,14 @@ typedef struct {
     int u[FL_MAX_THREADS + 1];   /* units of each thread in the products */
     int ul[FL_MAX_THREADS + 1];  /* units of each thread in the time loop */
     fl_barrier bar, lbar;        /* all threads; the loop's threads */
+    /* the loop split by rows (bwd_rows): group k's sorted positions are
+     * gpos[g0[k] .. g0[k + 1]); per thread, loc_stride values of dh, dc
+     * and dgh for its rows at loc */
+    int rows, ngroups;
+    const int *gpos;
+    int g0[FL_MAX_THREADS + 1];
+    FL_REAL *loc;
+    size_t loc_stride;
 } FL_NAME(bwd_ctx);
 
 /* dW[g*H + u0 .. + nu, :] = D[:, g*H + u0 .. + nu]^T Y for every gate g (D is
@@ -1204,6 +1222,64 @@ static void FL_NAME(bwd_recur)(FL_NAME(bwd_ctx) *c, int k, int nact, const FL_RE
                          direct ? 1 : 0, c->dh, H);
 }
 
+/* The backward time loop split by rows, as forward_rows splits the
+ * forward's: thread tid runs every step of its groups of rows alone, on
+ * w_hh in panels that the threads pack a share of each (then meet once),
+ * and on its own copies of its rows' dh and dc. */
+static void FL_NAME(bwd_rows)(FL_NAME(bwd_ctx) *c, int tid)
+{
+    const FL_NAME(fl_cell) *cell = c->cell;
+    const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH, n = c->nthreads;
+    const int direct = cell->has_direct;
+    const size_t hrow = sizeof(FL_REAL) * (size_t)H;
+    FL_NAME(pack_share)(c->w_hh, H, GH, H, c->wp, tid, n);  /* w_hh (GH x H), shared */
+    if (n > 1)
+        fl_barrier_wait(&c->bar, 0);
+    FL_REAL *work = c->work + (size_t)tid * c->work_stride;
+    for (int k = tid; k < c->ngroups; k += n) {
+        const int *pos = c->gpos + c->g0[k], m = c->g0[k + 1] - c->g0[k];
+        FL_REAL *dh = c->loc + (size_t)tid * c->loc_stride;
+        FL_REAL *dc = dh + fl_lines((size_t)m * H, sizeof(FL_REAL));
+        FL_REAL *dg = dc + (c->dc ? fl_lines((size_t)m * H, sizeof(FL_REAL)) : 0);
+        for (int j = 0; j < m; j++) {
+            memcpy(dh + (size_t)j * H, c->dh + (size_t)pos[j] * H, hrow);
+            if (c->dc)
+                memcpy(dc + (size_t)j * H, c->dc + (size_t)pos[j] * H, hrow);
+        }
+        int na = 0;
+        for (int s = c->T - 1; s >= 0; s--) {
+            while (na < m && c->len[pos[na]] > s)
+                na++;
+            if (na == 0)
+                continue;
+            for (int j = 0; j < na; j++) {
+                const int p = pos[j], t = c->reverse ? c->len[p] - 1 - s : s;
+                const size_t yrow = (size_t)t * B + c->perm[p];
+                const size_t row = c->idx ? (size_t)c->idx[yrow] : yrow;
+                FL_REAL *dhj = dh + (size_t)j * H;
+                if (c->dy) {
+                    const FL_REAL *dyr = c->dy + yrow * H;
+                    for (int i = 0; i < H; i++)
+                        dhj[i] += dyr[i];
+                }
+                cell->bwd(H, H, c->gates + row * GH, EH ? c->extra + row * EH : NULL,
+                          c->hprev + row * H, dhj, c->dc ? dc + (size_t)j * H : NULL,
+                          c->dgx + row * GH, dg + (size_t)j * GH);
+                if (cell->split_dgh)
+                    memcpy(c->dgh_full + row * GH, dg + (size_t)j * GH,
+                           sizeof(FL_REAL) * (size_t)GH);
+            }
+            /* dh_{t-1} = (direct part, if any) + dgh w_hh */
+            FL_NAME(fl_gemm_panel)(c->isa, 0, na, H, GH, direct, dg, GH, c->wp, dh, H, work);
+        }
+        for (int j = 0; j < m; j++) {
+            memcpy(c->dh + (size_t)pos[j] * H, dh + (size_t)j * H, hrow);
+            if (c->dc)
+                memcpy(c->dc + (size_t)pos[j] * H, dc + (size_t)j * H, hrow);
+        }
+    }
+}
+
 /* The backward time loop for thread `tid`'s units: the pointwise gradient
  * of its units, a barrier, then its units' columns of dh_{t-1} = dgh w_hh
  * (which need every unit's dgh). dgh alternates between two buffers, so the
@@ -1215,6 +1291,10 @@ static void FL_NAME(bwd_recur)(FL_NAME(bwd_ctx) *c, int k, int nact, const FL_RE
  * units from then on (and the others go on to the products). */
 static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
 {
+    if (c->rows) {
+        FL_NAME(bwd_rows)(c, tid);
+        goto products;
+    }
     if (tid >= c->lthreads) {  /* a thread of the products only */
         if (c->pipe && tid == 1)
             FL_NAME(bwd_pipe)(c);
@@ -1276,6 +1356,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     const int own = fl_own_products(blas, isa);
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
+    /* the loop split by rows (bwd_rows) where the forward's would be */
+    const int rows = nthreads > 1 && !fl_test_units() &&
+                     fl_row_threads(nthreads, T, B, H, GH) == nthreads;
 
     const size_t N = (size_t)fl_workspace_rows(a->lengths, T, B);
     const int packed = a->lengths != NULL;
@@ -1299,8 +1382,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
      * a second thread computes the products of the rows it has finished
      * meanwhile (time order only: in reverse, finished rows are not a
      * suffix of the workspace) */
-    const int lthreads = (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
-    const int pipe = lthreads == 1 && nthreads > 1 && !a->reverse;
+    const int lthreads = rows || (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
+    const int pipe = !rows && lthreads == 1 && nthreads > 1 && !a->reverse;
     /* thread 1's blocks: x and hprev rows in panels, and the scratch of its
      * products (dx rows, and weight gradients, op(A) transposed) */
     size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, H, FL_PIPE_ROWS);
@@ -1308,16 +1391,21 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     const size_t s_pipe_px = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I));
     const size_t s_pipe_ph = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H));
     size_t n_pipe = pipe ? s_pipe_px + s_pipe_ph + s_pipe : 0;
+    /* split by rows: each thread's dh, dc and dgh for its largest group */
+    const int maxm = rows ? (B + nthreads - 1) / nthreads : 0;
+    const size_t s_loc = FL_UP((size_t)maxm * H) * (cell->has_c ? 2 : 1) +
+                         FL_UP((size_t)maxm * GH);
+    const size_t n_loc = rows ? (size_t)nthreads * s_loc : 0;
 #undef FL_UP
     const size_t buf_bytes = sizeof(FL_REAL) * (n_full + n_split + 2 * n_step + n_h + n_c +
                                                 n_xg + n_wp + n_pih + n_px + n_ph + n_work +
-                                                n_pipe + 1) + FL_LINE;
+                                                n_pipe + n_loc + 1) + FL_LINE;
     void *block = fl_scratch(&a->mem, buf_bytes);
     FL_REAL *buf = block ? fl_line_start(block) : NULL;
     /* ragged with threads: x's rows are gathered as the threads pack them */
     const int gather_late = packed && nthreads > 1;
     int *ibuf = malloc(sizeof(int) * (2 * (size_t)B + (packed ? (size_t)T * B : 0) +
-                                      (gather_late ? N : 0) + 1));
+                                      (gather_late ? N : 0) + (rows ? (size_t)B : 0) + 1));
     if (!buf || !ibuf) {
         fl_scratch_release(&a->mem, block, buf_bytes);
         free(ibuf);
@@ -1345,6 +1433,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.pipe_buf = c.work + n_work;
     c.pipe_ph_at = s_pipe_px;
     c.pipe_work_at = s_pipe_px + s_pipe_ph;
+    c.loc = c.pipe_buf + n_pipe;
+    c.loc_stride = s_loc;
     c.pack = pack;
     int *perm = ibuf, *len = ibuf + B;
     c.perm = perm, c.len = len;
@@ -1356,6 +1446,13 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     if (packed)
         fl_pack_index(a->lengths, T, B, (int *)c.idx,
                       gather_late ? ibuf + 2 * B + (size_t)T * B : NULL);
+    if (rows) {
+        int *gpos = ibuf + 2 * B + (packed ? (size_t)T * B : 0) + (gather_late ? N : 0);
+        fl_row_groups(packed, B, nthreads, gpos, c.g0);
+        c.gpos = gpos;
+        c.rows = 1;
+        c.ngroups = nthreads;
+    }
 
     FL_NAME(permute_rows)(c.dh, a->dh_n, perm, B, H, 0);
     if (c.dc)

@@ -27,18 +27,18 @@ def set_num_threads(n):
     """Let the kernels' time loops use up to `n` threads (an int >= 1).
 
     With n > 1, calls whose steps are large enough (at least about 128K
-    multiply-adds per step) run entirely on fastlstm's own threads. A
-    forward with at least 8 batch rows per thread (dense or ragged, of any
-    batch size) gives each thread some of the rows: it projects their
-    inputs (chunk by chunk, just before the steps that read them) and runs
-    every step of them alone, with no barrier per step. The other time
-    loops of batches up to 64 (smaller forwards, and backward) split the
-    hidden units: each thread owns a slice of them for the input
-    projection, every time step (one barrier per step) and, in backward,
-    the whole-sequence products (backward steps below about 6M
+    multiply-adds per step) run entirely on fastlstm's own threads. With
+    at least 8 batch rows per thread, the time loop gives each thread some
+    of the rows (dense or ragged; a forward of any batch size, a backward
+    of batches up to 64): a forward projects their inputs (chunk by chunk,
+    just before the steps that read them), and both run every step of
+    them alone, with no barrier per step. Smaller batches split the hidden
+    units: each thread owns a slice of them for the input projection and
+    every time step (one barrier per step; backward steps below about 6M
     multiply-adds stay on one thread while a second one computes the
-    products of the rows they have finished). The BLAS is not called, so
-    its pool and fastlstm's never compete. Other
+    products of the rows they have finished). Backward's whole-sequence
+    products are shared by the threads. The BLAS is not called, so its
+    pool and fastlstm's never compete. Other
     calls run as with n = 1: the per-step products (and, at inference of
     batches up to 64, the input projection) on one thread, the other
     whole-sequence products on the BLAS with its own threads (SciPy's

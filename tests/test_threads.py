@@ -35,11 +35,16 @@ def test_threaded_time_loop_matches_reference(threads, n, cell, B, lengths, dtyp
 @pytest.mark.parametrize("cell,B,H", [("lstm", 24, 256), ("gru", 32, 256), ("rnn", 64, 320)])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_threaded_backward_loop_matches_reference(threads, n, cell, B, H, ragged, dtype):
-    # the backward's time loop splits over the threads only from 6M per-step
-    # multiply-adds (B * G*H * H); smaller steps run it on one thread and
-    # share only the whole-sequence products (the test above)
+@pytest.mark.parametrize("split", ["rows", "units"])
+def test_threaded_backward_loop_matches_reference(threads, monkeypatch, n, cell, B, H, ragged,
+                                                  dtype, split):
+    # these batches split the backward's time loop by rows (8 or more per
+    # thread), or with FASTLSTM_TEST_UNITS=1 by units, which it does only
+    # from 6M per-step multiply-adds (B * G*H * H); smaller steps run it on
+    # one thread and share only the whole-sequence products (the test above)
     threads(n)
+    if split == "units":
+        monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
     lengths = [(7 * b) % 5 for b in range(B)] if ragged else None
     for reverse in (False, True):
         fwd, bwd = make_problem(cell, T=4, B=B, I=5, H=H, dtype=dtype, lengths=lengths)
@@ -48,14 +53,16 @@ def test_threaded_backward_loop_matches_reference(threads, n, cell, B, H, ragged
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_pipelined_backward_products_with_ragged_batch(threads, cell):
+def test_pipelined_backward_products_with_ragged_batch(threads, monkeypatch, cell):
     # below 6M per step the backward's loop runs on thread 0 while thread 1
     # computes the products of the rows already final, blocks of 128 or
     # more: a long ragged sequence gives it such blocks (x's valid rows
     # gathered as they are packed, dx scattered block by block). float64
     # only: in float32 the weight gradients' sums over ~1600 rows differ
     # from the reference's by more than the tight tolerance, in any order.
+    # (FASTLSTM_TEST_UNITS=1: this batch would split its rows.)
     threads(2)
+    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
     dtype = np.float64
     lengths = np.random.default_rng(3).integers(0, 81, 40)
     fwd, bwd = make_problem(cell, T=80, B=40, I=5, H=72, dtype=dtype, lengths=lengths)
@@ -122,10 +129,11 @@ def test_leader_going_on_alone_gives_the_same_results(threads, monkeypatch, n, c
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, cell, ragged,
                                                       dtype):
-    # From 8 rows per thread a forward splits the batch's rows across the
-    # threads, each running every step of its rows alone (a ragged batch's
-    # rows dealt round them by length); FASTLSTM_TEST_UNITS=1 makes it split
-    # the hidden units instead, as smaller batches do. B = 41 splits
+    # From 8 rows per thread a time loop (forward or backward) splits the
+    # batch's rows across the threads, each running every step of its rows
+    # alone (a ragged batch's rows dealt round them by length);
+    # FASTLSTM_TEST_UNITS=1 makes it split the hidden units instead, as
+    # smaller batches do. B = 41 splits
     # unevenly; LSTM's projection runs in chunks of 6 (float64) or 12 steps,
     # so T = 15 ends on a partial chunk; lengths include 0 and T.
     threads(n)
@@ -134,7 +142,7 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
     assert _core.row_threads(n, T, B, H, G * H) == n
     lengths = [(b * 7) % (T + 1) for b in range(B)] if ragged else None
     fwd, bwd = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype, lengths=lengths)
-    forward = getattr(fastlstm, cell + "_forward")
+    forward, backward = (getattr(fastlstm, cell + f) for f in ("_forward", "_backward"))
     tol = TOLERANCE[np.dtype(dtype)]
     for reverse in (False, True):
         for bare in (False, True):  # without biases and initial states
@@ -154,6 +162,16 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
                 if training:  # the saved workspace (gates, hprev, extra) too
                     for a, b in zip(got[-1].saved[1], want[-1].saved[1]):
                         np.testing.assert_allclose(a, b, **tol)
+                    # and backward, whose loop splits the same way
+                    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
+                    want_g = backward(want[-1], **bwd)
+                    monkeypatch.delenv("FASTLSTM_TEST_UNITS")
+                    got_g = backward(want[-1], **bwd)
+                    for a, b in zip(got_g, want_g):
+                        if b is None:
+                            assert a is None
+                        else:
+                            np.testing.assert_allclose(a, b, **tol)
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -165,7 +183,10 @@ def test_backward_leader_going_on_alone_gives_the_same_results(threads, monkeypa
     # the backward's time loop split over threads (as above); thread 0 takes
     # over at the loop's first, second or last barrier (T = 6 steps), the
     # others go on to their share of the whole-sequence products
+    # (FASTLSTM_TEST_UNITS=1: these batches would split their rows, with no
+    # barrier per step)
     threads(n)
+    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
     T = 6
     lengths = [(5 * b) % (T + 1) for b in range(B)] if ragged else None
     fwd, bwd = make_problem(cell, T=T, B=B, I=5, H=H, dtype=dtype, lengths=lengths)
