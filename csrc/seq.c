@@ -17,10 +17,10 @@
  * indexed by (t, b) -- x, y, the saved workspace -- keeps the caller's layout.
  * In reverse mode row b processes time positions lengths[b]-1 down to 0.
  *
- * Threads: a forward with enough rows per thread splits the batch's rows
- * (forward_rows: each thread runs every step of its rows alone); other
- * time loops split the hidden units, with a barrier per step (fwd_steps,
- * bwd_steps).
+ * Threads: a time loop with enough rows per thread splits the batch's
+ * rows (forward_rows, bwd_rows: each thread runs every step of its rows
+ * alone); smaller batches split the hidden units, with a barrier per step
+ * (fwd_steps, bwd_steps).
  *
  * No allocation happens inside the time loop.
  */
