@@ -583,6 +583,21 @@ static void FL_NAME(fwd_worker)(void *ctx, int tid)
     FL_NAME(fwd_steps)((FL_NAME(fwd_ctx) *)ctx, tid);
 }
 
+/* Thread tid's share (of n) of the panels of a K x ncols matrix, packed
+ * into P as fl_pack_panels would pack all of them: src is that matrix (row
+ * stride ld), or with by_rows its transpose (column c is row c of src). */
+static void FL_NAME(pack_share)(const FL_REAL *src, int ld, int K, int ncols, int by_rows,
+                                FL_REAL *P, int tid, int n)
+{
+    const int np = (ncols + FL_PW - 1) / FL_PW;
+    const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
+    if (p1 > p0) {
+        const int c0 = p0 * FL_PW, c1 = p1 * FL_PW < ncols ? p1 * FL_PW : ncols;
+        FL_NAME(fl_pack_panels)(src, ld, K, c1 - c0, by_rows, 0, c0, c1 - c0,
+                                P + (size_t)p0 * K * FL_PW);
+    }
+}
+
 /* ---- the forward with the batch split across threads ----
  * Rows of a batch never meet, so with several threads each can own some
  * rows and run every step of them alone: no barrier per step (a late
@@ -726,14 +741,8 @@ static void FL_NAME(rows_worker)(void *ctx, int tid)
 {
     FL_NAME(rows_ctx) *c = ctx;
     const int n = c->nthreads, GH = c->G * c->H;
-    const int npan = (GH + FL_PW - 1) / FL_PW, p0 = npan * tid / n, p1 = npan * (tid + 1) / n;
-    const int c0 = p0 * FL_PW, nc = (p1 * FL_PW < GH ? p1 * FL_PW : GH) - c0;
-    if (nc > 0) {  /* column c0 + l of w^T is row c0 + l of w */
-        FL_NAME(fl_pack_panels)(c->w_hh, c->H, c->H, nc, 1, c->H, c0, nc,
-                                c->phh + (size_t)p0 * c->H * FL_PW);
-        FL_NAME(fl_pack_panels)(c->w_ih, c->I, c->I, nc, 1, c->H, c0, nc,
-                                c->pih + (size_t)p0 * c->I * FL_PW);
-    }
+    FL_NAME(pack_share)(c->w_hh, c->H, c->H, GH, 1, c->phh, tid, n);  /* w_hh^T */
+    FL_NAME(pack_share)(c->w_ih, c->I, c->I, GH, 1, c->pih, tid, n);  /* w_ih^T */
     if (n > 1)
         fl_barrier_wait(&c->bar, 0);
     for (int k = tid; k < c->ngroups; k += n)
@@ -1064,35 +1073,20 @@ typedef struct {
     size_t loc_stride;
 } FL_NAME(bwd_ctx);
 
-/* dW[g*H + u0 .. + nu, :] = D[:, g*H + u0 .. + nu]^T Y for every gate g (D is
- * N x GH, Y is N x K), and the matching entries of the bias gradient db
- * (column sums of D; db may be NULL): a thread's own rows of dw_ih or dw_hh. */
-static void FL_NAME(weight_grad_slice)(int isa, const FL_REAL *D, int N, int G, int H,
-                                       int u0, int nu, const FL_REAL *P, int K, FL_REAL *dW,
-                                       FL_REAL *db, int accumulate, FL_REAL *work)
+/* dW[c0 .. c1, :] = D[:, c0 .. c1]^T Y (D is N x GH, Y is N x K in panels P)
+ * and the matching entries of the bias gradient db (column sums of D; db
+ * may be NULL): a block of gate columns' rows of dw_ih or dw_hh, as one
+ * product (one per gate would stream all of Y's panels once per gate). */
+static void FL_NAME(weight_grad_cols)(int isa, const FL_REAL *D, int N, int GH, int c0, int c1,
+                                      const FL_REAL *P, int K, FL_REAL *dW, FL_REAL *db,
+                                      int accumulate, FL_REAL *work)
 {
-    const int GH = G * H;
-    for (int g = 0; g < G; g++) {
-        const FL_REAL *Dg = D + (size_t)g * H + u0;  /* N x nu, row stride GH */
-        FL_NAME(fl_gemm_panel)(isa, 1, nu, K, N, accumulate, Dg, GH, P,
-                               dW + (size_t)(g * H + u0) * K, K, work);
-        if (db)
-            FL_NAME(col_sums)(db + g * H + u0, Dg, (size_t)N, nu, GH, accumulate);
-    }
-}
-
-/* Thread tid's share (of n) of the panels of a K x ncols matrix src (row
- * stride ld), packed into P as fl_pack_panels would pack all of them. */
-static void FL_NAME(pack_share)(const FL_REAL *src, int ld, int K, int ncols, FL_REAL *P,
-                                int tid, int n)
-{
-    const int np = (ncols + FL_PW - 1) / FL_PW;
-    const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
-    if (p1 > p0) {
-        const int c0 = p0 * FL_PW, c1 = p1 * FL_PW < ncols ? p1 * FL_PW : ncols;
-        FL_NAME(fl_pack_panels)(src, ld, K, c1 - c0, 0, 0, c0, c1 - c0,
-                                P + (size_t)p0 * K * FL_PW);
-    }
+    if (c1 <= c0)
+        return;
+    FL_NAME(fl_gemm_panel)(isa, 1, c1 - c0, K, N, accumulate, D + c0, GH, P,
+                           dW + (size_t)c0 * K, K, work);
+    if (db)
+        FL_NAME(col_sums)(db + c0, D + c0, (size_t)N, c1 - c0, GH, accumulate);
 }
 
 /* A thread's share of the whole-sequence products after the time loop:
@@ -1109,7 +1103,7 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     const int N = c->pipe ? c->pipe_rem : c->N, acc = c->pipe && c->pipe_any;
     int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
     if (!c->pipe)  /* (pipelined, thread 1 packed it before the loop ended) */
-        FL_NAME(pack_share)(c->w_ih, I, GH, I, c->p_ih, tid, n);
+        FL_NAME(pack_share)(c->w_ih, I, GH, I, 0, c->p_ih, tid, n);
     if (c->src) {  /* this thread's panels of x's valid rows */
         const int np = (I + FL_PW - 1) / FL_PW;
         const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
@@ -1118,8 +1112,8 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
             FL_NAME(fl_pack_panels_gather)(c->x, I, c->src, N, p0 * FL_PW, c1 - p0 * FL_PW,
                                            c->p_x + (size_t)p0 * N * FL_PW);
     } else
-        FL_NAME(pack_share)(c->x, I, N, I, c->p_x, tid, n);
-    FL_NAME(pack_share)(c->hprev, H, N, H, c->p_h, tid, n);
+        FL_NAME(pack_share)(c->x, I, N, I, 0, c->p_x, tid, n);
+    FL_NAME(pack_share)(c->hprev, H, N, H, 0, c->p_h, tid, n);
     fl_barrier_wait(&c->bar, 0);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
@@ -1131,20 +1125,12 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
                 fl_zero_stream(c->dx_out + r * I, sizeof(FL_REAL) * (size_t)I);
         fl_stream_done();
     }
-    {
-        const int c0 = (int)((long long)GH * tid / n) / 16 * 16;
-        const int c1 = tid + 1 == n ? GH : (int)((long long)GH * (tid + 1) / n) / 16 * 16;
-        if (c1 > c0) {
-            FL_NAME(fl_gemm_panel)(c->isa, 1, c1 - c0, I, N, acc, c->dgx + c0, GH, c->p_x,
-                                   c->dw_ih + (size_t)c0 * I, I, NULL);
-            if (c->db_ih)
-                FL_NAME(col_sums)(c->db_ih + c0, c->dgx + c0, (size_t)N, c1 - c0, GH, acc);
-            FL_NAME(fl_gemm_panel)(c->isa, 1, c1 - c0, H, N, acc, c->dgh_full + c0, GH, c->p_h,
-                                   c->dw_hh + (size_t)c0 * H, H, NULL);
-            if (c->db_hh)
-                FL_NAME(col_sums)(c->db_hh + c0, c->dgh_full + c0, (size_t)N, c1 - c0, GH, acc);
-        }
-    }
+    const int c0 = (int)((long long)GH * tid / n) / 16 * 16;  /* its gate columns */
+    const int c1 = tid + 1 == n ? GH : (int)((long long)GH * (tid + 1) / n) / 16 * 16;
+    FL_NAME(weight_grad_cols)(c->isa, c->dgx, N, GH, c0, c1, c->p_x, I, c->dw_ih, c->db_ih, acc,
+                              NULL);
+    FL_NAME(weight_grad_cols)(c->isa, c->dgh_full, N, GH, c0, c1, c->p_h, H, c->dw_hh,
+                              c->db_hh, acc, NULL);
 }
 
 /* Pipelined products, on thread 1 while thread 0 runs the loop: as rows
@@ -1173,10 +1159,10 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
             } else
                 FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
             FL_NAME(fl_pack_panels)(c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
-            FL_NAME(weight_grad_slice)(c->isa, c->dgx + (size_t)r0 * GH, k, G, H, 0, H, px, I,
-                                       c->dw_ih, c->db_ih, any, work);
-            FL_NAME(weight_grad_slice)(c->isa, c->dgh_full + (size_t)r0 * GH, k, G, H, 0, H, ph,
-                                       H, c->dw_hh, c->db_hh, any, work);
+            FL_NAME(weight_grad_cols)(c->isa, c->dgx + (size_t)r0 * GH, k, GH, 0, GH, px, I,
+                                      c->dw_ih, c->db_ih, any, work);
+            FL_NAME(weight_grad_cols)(c->isa, c->dgh_full + (size_t)r0 * GH, k, GH, 0, GH, ph, H,
+                                      c->dw_hh, c->db_hh, any, work);
             any = 1;
             pf = r0;
             spins = 0;
@@ -1244,7 +1230,7 @@ static void FL_NAME(bwd_rows)(FL_NAME(bwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH, n = c->nthreads;
     const int direct = cell->has_direct;
     const size_t hrow = sizeof(FL_REAL) * (size_t)H;
-    FL_NAME(pack_share)(c->w_hh, H, GH, H, c->wp, tid, n);  /* w_hh (GH x H), shared */
+    FL_NAME(pack_share)(c->w_hh, H, GH, H, 0, c->wp, tid, n);  /* w_hh (GH x H), shared */
     if (n > 1)
         fl_barrier_wait(&c->bar, 0);
     FL_REAL *work = c->work + (size_t)tid * c->work_stride;
@@ -1398,7 +1384,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     const int pipe = !rows && lthreads == 1 && nthreads > 1 && !a->reverse;
     /* thread 1's blocks: x and hprev rows in panels, and the scratch of its
      * products (dx rows, and weight gradients, op(A) transposed) */
-    size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, H, FL_PIPE_ROWS);
+    size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, GH, FL_PIPE_ROWS);
     s_pipe = s_wg > s_pipe ? s_wg : s_pipe;
     const size_t s_pipe_px = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I));
     const size_t s_pipe_ph = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H));
