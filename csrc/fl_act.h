@@ -70,7 +70,8 @@ typedef uint64_t FL_INAME(fl_bits);
     p = p * (r) + (FL_REAL)(1.0 / 2);          \
     p = p * (r) + (FL_REAL)1;
 
-/* For u <= 0 (u > 0 is treated as 0): *scale = 2^n and the return value
+/* For u <= 0 (both callers pass minus an absolute value, so there is no
+ * clamp above): *scale = 2^n and the return value
  * q = e^r - 1, so that e^u = scale * (1 + q). Below FL_EXP_CLAMP, scale is
  * 0. NaN gives NaN q (and some scale). */
 FL_INLINE FL_REAL FL_INAME(fl_exp_parts)(FL_REAL u, FL_REAL *scale)
@@ -79,7 +80,6 @@ FL_INLINE FL_REAL FL_INAME(fl_exp_parts)(FL_REAL u, FL_REAL *scale)
     const FL_REAL ln2_hi = (FL_REAL)0.693145751953125;       /* few mantissa bits: n*ln2_hi exact */
     const FL_REAL ln2_lo = (FL_REAL)1.4286068203094172321e-6;
     FL_REAL uc = FL_EXP_CLAMP > u ? FL_EXP_CLAMP : u;         /* NaN stays NaN */
-    uc = (FL_REAL)0 < uc ? (FL_REAL)0 : uc;
     /* n = round(uc log2 e) by the shifter trick: adding 1.5 * 2^mant rounds
      * to an integer that then sits in the low mantissa bits of t, so 2^n is
      * built from t's bits without a float-to-int conversion (which keeps the

@@ -231,6 +231,20 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
 #define FL_PMR 6                        /* rows of A per block: 12 accumulators (16 regs) */
 #endif
 
+/* n registers of results to consecutive values at c (= or +=). */
+FL_ALWAYS_INLINE void FL_INAME(store_vecs)(int n, FL_INAME(fl_vec) *acc, int accumulate,
+                                        FL_REAL *restrict c)
+{
+    for (int j = 0; j < n; j++) {
+        if (accumulate) {
+            FL_INAME(fl_vec) t;
+            memcpy(&t, c + j * FL_VL, sizeof t);
+            acc[j] += t;
+        }
+        memcpy(c + j * FL_VL, &acc[j], sizeof acc[j]);
+    }
+}
+
 /* Rows [0, ms) of C[.., 0..nw) (= or +=) the product of mr rows of op(A)
  * with kc rows of one pass of a panel (P: its first column; rows FL_PW
  * apart; nw <= FL_PJW) (ms <= mr: rows past ms are padding). op(A) row r
@@ -257,14 +271,7 @@ FL_ALWAYS_INLINE void FL_INAME(panel_block)(int ta, int mr, int ms, int K, const
     for (int r = 0; r < ms && r < FL_PMR; r++) {
         FL_REAL *c = C + (size_t)r * ldc;
         if (nw == FL_PJW) {  /* a whole pass: vector loads and stores */
-            for (int j = 0; j < FL_PNJ; j++) {
-                if (accumulate) {
-                    FL_INAME(fl_vec) t;
-                    memcpy(&t, c + j * FL_VL, sizeof t);
-                    acc[r][j] += t;
-                }
-                memcpy(c + j * FL_VL, &acc[r][j], sizeof acc[r][j]);
-            }
+            FL_INAME(store_vecs)(FL_PNJ, acc[r], accumulate, c);
             continue;
         }
         FL_REAL out[FL_PJW];
@@ -430,10 +437,14 @@ FL_ALWAYS_INLINE void FL_INAME(panel_row)(int np, int N, int n0, int K, const FL
         }
     }
     for (int q = 0; q < np && q < FL_PROW; q++) {
-        FL_REAL out[FL_PW];
-        memcpy(out, acc[q], sizeof out);
         int start = n0 + q * FL_PW, nw = N - start < FL_PW ? N - start : FL_PW;
         FL_REAL *cq = c + q * FL_PW;
+        if (nw == FL_PW) {  /* a whole panel: vector loads and stores (no copy) */
+            FL_INAME(store_vecs)(FL_PNR, acc[q], accumulate, cq);
+            continue;
+        }
+        FL_REAL out[FL_PW];
+        memcpy(out, acc[q], sizeof out);
         if (accumulate)
             for (int l = 0; l < nw; l++)
                 cq[l] += out[l];
