@@ -107,6 +107,18 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #endif
 /* batches above this leave the per-step product to the BLAS (unless
  * fl_own_products: then any batch runs on the kernels' own threads) */
+/* pipelined projection (seq.c, pipe_project): multiply-adds of the whole
+ * projection (T * B * G*H * I) from which a second thread projects beside
+ * the steps, and the rows of XP per chunk it projects. (Starting a thread
+ * and joining it took 75-110 us on the 2-vCPU AMD Zen 3 VM; LSTM forward
+ * 100x1x64x64, 1.6M multiply-adds, ran 20% slower pipelined, 1000x1x32x32,
+ * 4.1M, 5-10% faster, 1000x1x64x64 15% faster.) */
+#ifndef FL_PIPE_MIN_WORK
+#define FL_PIPE_MIN_WORK 3000000.0
+#endif
+#ifndef FL_PIPE_CHUNK_ROWS
+#define FL_PIPE_CHUNK_ROWS 64
+#endif
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
 #endif
@@ -172,6 +184,11 @@ long long fl_now_ns(void);
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
 /* Threads of a dense batch's forward split by rows (1: not split so). */
 int fl_row_threads(int requested, int T, int B, int H, int GH);
+/* 1 when a forward of that shape (on `requested` threads) runs its steps on
+ * one thread with a second projecting the chunks of XP ahead of them: the
+ * per-step work too small to split, the projection large enough to pay for
+ * starting a thread. */
+int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged);
 /* u[0..n]: boundaries of n slices of H units, in whole 16-unit vectors. */
 void fl_split_units(int *u, int n, int H);
 /* fn(ctx, tid) for tid in [0, n) on n threads, the caller being thread 0.

@@ -142,6 +142,12 @@ int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b)
     return n;
 }
 
+int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+{
+    return requested > 1 && T > 1 && !ragged && (double)B * GH * H < FL_THREAD_MIN_WORK &&
+           (double)T * B * GH * n_in >= FL_PIPE_MIN_WORK;
+}
+
 int fl_row_threads(int requested, int T, int B, int H, int GH)
 {
     int n = requested < FL_MAX_THREADS ? requested : FL_MAX_THREADS;

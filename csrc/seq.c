@@ -405,6 +405,12 @@ typedef struct {
     size_t pih_stride;
     int I, chunk;  /* in training XP is the gates array, every row of it */
     int own_proj;  /* XP projected chunk by chunk on the panel kernel (pih) */
+    /* pipelined projection (one thread runs the steps, another projects
+     * the chunks ahead of them): chunks claimed in order from pnext, and
+     * pdone[k] set once chunk k of XP is written */
+    int pipe, nchunks;
+    atomic_int pnext;
+    atomic_int *pdone;
     atomic_int failed;
     int u[FL_MAX_THREADS + 1];
     fl_barrier bar;
@@ -516,6 +522,53 @@ static int FL_NAME(fwd_slice)(FL_NAME(fwd_ctx) *c, int k, int s, int nact, int p
     return 0;
 }
 
+/* ---- the projection pipelined beside the time loop ----
+ * When the steps run on one thread (too little work per step to split) but
+ * a second is allowed, the second projects XP a chunk at a time ahead of
+ * them, and the steps wait only for a chunk not yet done: at batch 1 the
+ * projection was a fifth to a third of a forward. Any thread may project
+ * any chunk: a chunk is claimed from pnext, in order, and the stepping
+ * thread claims the one it needs itself when nobody has (a projector
+ * thread late to start, or without a CPU), so it never waits on a thread
+ * that has not begun. XP holds every row (xoff 0); each chunk is one
+ * product on the packed w_ih^T (slot 0 of pih, all units), the same
+ * whichever thread runs it. */
+static void FL_NAME(pipe_project)(FL_NAME(fwd_ctx) *c, int k, int tid)
+{
+    const int s0 = k * c->chunk, s1 = c->T - s0 < c->chunk ? c->T : s0 + c->chunk;
+    size_t r0, r1;
+    FL_NAME(chunk_rows)(c, s0, s1, &r0, &r1);
+    FL_NAME(project_slice)(c->isa, c->x + r0 * c->I, (int)(r1 - r0), c->I, c->pih, c->G, c->H,
+                           0, c->H, c->xp + r0 * (size_t)c->G * c->H,
+                           c->work + (size_t)tid * c->work_stride);
+    atomic_store_explicit(&c->pdone[k], 1, memory_order_release);
+}
+
+/* The stepping thread: returns once chunk k of XP is written. */
+static void FL_NAME(pipe_wait)(FL_NAME(fwd_ctx) *c, int k)
+{
+    unsigned spins = 0;
+    while (!atomic_load_explicit(&c->pdone[k], memory_order_acquire)) {
+        int want = k;  /* every chunk before k is done, so pnext >= k */
+        if (atomic_compare_exchange_strong(&c->pnext, &want, k + 1)) {
+            FL_NAME(pipe_project)(c, k, 0);
+            return;
+        }
+        fl_spin_pause(&spins);  /* another thread is projecting it */
+    }
+}
+
+/* The projecting thread: claims chunks in order until none is left. */
+static void FL_NAME(pipe_worker)(FL_NAME(fwd_ctx) *c, int tid)
+{
+    for (;;) {
+        const int k = atomic_fetch_add(&c->pnext, 1);
+        if (k >= c->nchunks)
+            return;
+        FL_NAME(pipe_project)(c, k, tid);
+    }
+}
+
 /* The time loop, for thread `tid`'s units. States are double-buffered:
  * step s reads hs[s & 1] and writes hs[(s + 1) & 1], so one barrier per step
  * separates the threads' writes from the next step's reads. When the other
@@ -530,7 +583,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     if (c->pack)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
         FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu,
                                 c->wt + (size_t)tid * c->wt_stride);
-    if (c->own_proj)
+    if (c->own_proj && !c->pipe)  /* (pipelined: packed before the threads start) */
         FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, c->pih + (size_t)tid * c->pih_stride);
     if (c->idx) {  /* y is zero at padded steps: this thread's units of them */
         for (size_t r = 0; r < (size_t)c->T * c->B; r++)
@@ -549,8 +602,12 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
         if (nact == 0)
             break;
         fl_solo_step(&solo);
-        const int project = s == s_end;
-        if (project) {  /* project the next chunk of steps */
+        int project = s == s_end;
+        if (project && c->pipe) {  /* the chunk, from the pipeline (XP: every row) */
+            s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
+            FL_NAME(pipe_wait)(c, s / c->chunk);
+            project = 0;
+        } else if (project) {  /* project the next chunk of steps */
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
             FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
             xoff = c->training ? 0 : r0;
@@ -580,7 +637,11 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
 
 static void FL_NAME(fwd_worker)(void *ctx, int tid)
 {
-    FL_NAME(fwd_steps)((FL_NAME(fwd_ctx) *)ctx, tid);
+    FL_NAME(fwd_ctx) *c = ctx;
+    if (c->pipe && tid == 1)
+        FL_NAME(pipe_worker)(c, tid);
+    else
+        FL_NAME(fwd_steps)(c, tid);
 }
 
 /* Thread tid's share (of n) of the panels of a K x ncols matrix, packed
@@ -877,7 +938,14 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
      * measured 0-4% slower there.) A ragged batch in reverse runs as one
      * chunk (the rows of one of its steps belong to different time steps). */
     int chunk = T;
-    if ((nthreads > 1 || (!training && own)) &&
+    /* a second thread projects beside the steps (pipe_project): when the
+     * steps keep to one thread for want of work per step, and the
+     * projection is worth a thread (creating one costs some microseconds) */
+    const int pipe = nthreads == 1 && fl_pipe_projection(a->num_threads, T, B, I, H, GH, packed);
+    if (pipe) {
+        chunk = (FL_PIPE_CHUNK_ROWS + B - 1) / B;
+        chunk = chunk < T ? chunk : T;
+    } else if ((nthreads > 1 || (!training && own)) &&
         !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
         double least = (double)FL_CHUNK_MIN_ROWS / B;
@@ -885,7 +953,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         if (want < (double)T)
             chunk = want < 1 ? 1 : (int)want;
     }
-    const size_t xp_rows = chunk >= T ? N : (size_t)chunk * B;
+    const size_t xp_rows = chunk >= T || pipe ? N : (size_t)chunk * B;
 
     /* scratch: [XP (a chunk), ex (inference only) | R per thread | hs x 2 |
      * cs | zero bias | w_hh^T slices | w_ih slices (threads) | valid rows of
@@ -900,16 +968,17 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     size_t s_ih = FL_UP((size_t)G * FL_NAME(fl_panel_size)(I, maxnu));
     /* XP on the panel kernel, from w_ih slices packed per thread: with
      * threads (each projects its own columns) or chunks */
-    const int own_proj = nthreads > 1 || chunk < T;
+    const int own_proj = nthreads > 1 || chunk < T || pipe;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
     /* ragged: x's valid rows, gathered up front for one projection, or per
      * thread chunk by chunk (the chunk's rows stay in cache for its product) */
     const int gather_chunks = packed && chunk < T;
     size_t n_xg = packed ? FL_UP(xp_rows * I) : 0;
     /* per thread: scratch of the per-step product and the chunk projections */
-    size_t s_work = fl_panel_work(0, B, H), s_proj = fl_panel_work(0, (int)xp_rows, I);
+    size_t s_work = fl_panel_work(0, B, H);
+    size_t s_proj = fl_panel_work(0, pipe ? chunk * B : (int)xp_rows, I);
     s_work = FL_UP(own_proj && s_proj > s_work ? s_proj : s_work);
-    size_t n_work = (size_t)nthreads * s_work;
+    size_t n_work = (size_t)(nthreads + pipe) * s_work;  /* (the projector's too) */
 #undef FL_UP
     const size_t buf_bytes = sizeof(FL_REAL) * (n_xp + n_r + 2 * n_h + n_c + n_zero + n_wt +
                                                 n_ih + n_xg + n_work + 1) + FL_LINE;
@@ -990,16 +1059,34 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
 
     /* the time loop (with the projection, chunk by chunk), on one thread or
      * several; with several, each projects its own columns of XP on the
-     * panel kernel, so that the BLAS's pool never runs beside them */
+     * panel kernel, so that the BLAS's pool never runs beside them; or on
+     * one thread with a second projecting ahead of it */
     c.nthreads = nthreads;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
-    if (!fl_run_threads(nthreads, FL_NAME(fwd_worker), &c)) {
-        nthreads = c.nthreads = 1;  /* no threads to be had: run on this one */
+    c.pipe = pipe;
+    if (pipe) {
+        c.nchunks = (T + chunk - 1) / chunk;
+        c.pdone = malloc(sizeof(atomic_int) * (size_t)c.nchunks);
+        if (!c.pdone) {
+            st = FL_ERR_NOMEM;
+            goto done;
+        }
+        for (int k = 0; k < c.nchunks; k++)
+            atomic_init(&c.pdone[k], 0);
+        atomic_init(&c.pnext, 0);
+        FL_NAME(pack_ih_slice)(w_ih, I, G, H, 0, H, c.pih);
+    }
+    if (!fl_run_threads(pipe ? 2 : nthreads, FL_NAME(fwd_worker), &c)) {
+        /* no threads to be had: run on this one (a pipeline's chunks are
+         * then all claimed by the steps) */
+        nthreads = c.nthreads = 1;
         fl_split_units(c.u, 1, H);
-        c.own_proj = 0;  /* (the w_ih slots are sized for a thread's units) */
+        if (!pipe)
+            c.own_proj = 0;  /* (the w_ih slots are sized for a thread's units) */
         FL_NAME(fwd_worker)(&c, 0);
     }
+    free(c.pdone);
     if (atomic_load(&c.failed)) {
         st = FL_ERR_NOMEM;
         goto done;

@@ -116,6 +116,7 @@ cdef extern from "fl_kernel_common.h" nogil:
         FL_ISA_AVX512
     int fl_isa()
     int fl_row_threads(int requested, int T, int B, int H, int GH)
+    int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
 
 cdef extern from *:
     """
@@ -172,6 +173,13 @@ def row_threads(int requested, int T, int B, int H, int GH):
     """Threads a dense forward of these sizes splits its batch's rows over
     (1: it does not split them; tests use this to know which path runs)."""
     return fl_row_threads(requested, T, B, H, GH)
+
+
+def pipe_projection(int requested, int T, int B, int I, int H, int GH, bint ragged=False):
+    """Whether a forward of these sizes runs its steps on one thread while a
+    second projects the input ahead of them (tests use this to know which
+    path runs)."""
+    return bool(fl_pipe_projection(requested, T, B, I, H, GH, ragged))
 
 
 def blas_core():

@@ -10,6 +10,18 @@ from fastlstm.selfcheck import make_problem
 from _compare import TOLERANCE, assert_fast_matches_reference
 
 
+def forward_variants(cell, fwd):
+    """fwd in either direction, with and without biases and initial states."""
+    for reverse in (False, True):
+        for bare in (False, True):
+            f = dict(fwd, reverse=reverse)
+            if bare:
+                f.update(b_ih=None, b_hh=None, h0=None)
+                if cell == "lstm":
+                    f["c0"] = None
+            yield f
+
+
 @pytest.mark.parametrize("n", [2, 3, 4])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("B,lengths", [
@@ -144,34 +156,28 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
     fwd, bwd = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype, lengths=lengths)
     forward, backward = (getattr(fastlstm, cell + f) for f in ("_forward", "_backward"))
     tol = TOLERANCE[np.dtype(dtype)]
-    for reverse in (False, True):
-        for bare in (False, True):  # without biases and initial states
-            f = dict(fwd, reverse=reverse)
-            if bare:
-                f.update(b_ih=None, b_hh=None, h0=None)
-                if cell == "lstm":
-                    f["c0"] = None
-            assert_fast_matches_reference(cell, f, bwd)
-            for training in (False, True):
-                monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
-                want = forward(**f, training=training)
-                monkeypatch.delenv("FASTLSTM_TEST_UNITS")
-                got = forward(**f, training=training)
-                for a, b in zip(got[:-1], want[:-1]):
+    for f in forward_variants(cell, fwd):
+        assert_fast_matches_reference(cell, f, bwd)
+        for training in (False, True):
+            monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
+            want = forward(**f, training=training)
+            monkeypatch.delenv("FASTLSTM_TEST_UNITS")
+            got = forward(**f, training=training)
+            for a, b in zip(got[:-1], want[:-1]):
+                np.testing.assert_allclose(a, b, **tol)
+            if training:  # the saved workspace (gates, hprev, extra) too
+                for a, b in zip(got[-1].saved[1], want[-1].saved[1]):
                     np.testing.assert_allclose(a, b, **tol)
-                if training:  # the saved workspace (gates, hprev, extra) too
-                    for a, b in zip(got[-1].saved[1], want[-1].saved[1]):
+                # and backward, whose loop splits the same way
+                monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
+                want_g = backward(want[-1], **bwd)
+                monkeypatch.delenv("FASTLSTM_TEST_UNITS")
+                got_g = backward(want[-1], **bwd)
+                for a, b in zip(got_g, want_g):
+                    if b is None:
+                        assert a is None
+                    else:
                         np.testing.assert_allclose(a, b, **tol)
-                    # and backward, whose loop splits the same way
-                    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
-                    want_g = backward(want[-1], **bwd)
-                    monkeypatch.delenv("FASTLSTM_TEST_UNITS")
-                    got_g = backward(want[-1], **bwd)
-                    for a, b in zip(got_g, want_g):
-                        if b is None:
-                            assert a is None
-                        else:
-                            np.testing.assert_allclose(a, b, **tol)
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -205,3 +211,40 @@ def test_backward_leader_going_on_alone_gives_the_same_results(threads, monkeypa
     monkeypatch.delenv("FASTLSTM_TEST_SOLO")
     if dtype == np.float64:  # (float32 at these sizes: the threaded-backward test above)
         assert_fast_matches_reference(cell, fwd, bwd)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("B,I,H", [(1, 64, 32), (3, 40, 24)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pipelined_projection_matches_reference(threads, cell, B, I, H, dtype):
+    # Steps too small to split (B * G*H * H < 128K) run on one thread while
+    # a second projects the input ahead of them, 64 rows of XP per chunk
+    # (22 steps at B = 3), from 3M multiply-adds of projection: T ends on a
+    # partial chunk; H = 24 is not a whole number of panels (the projection
+    # by gate blocks), H = 32 in float32 is (one product).
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    I = I * 4 // G  # (about the same number of steps for every cell)
+    T = -(-3_200_000 // (B * G * H * I))
+    T += 1 if T % 64 == 0 else 0
+    threads(2)
+    assert _core.pipe_projection(2, T, B, I, H, G * H)
+    assert not _core.pipe_projection(1, T, B, I, H, G * H)
+    assert not _core.pipe_projection(2, T, B, I, H, G * H, True)  # (ragged: never)
+    forward = getattr(fastlstm, cell + "_forward")
+    tol = TOLERANCE[np.dtype(dtype)]
+    fwd, bwd = make_problem(cell, T=T, B=B, I=I, H=H, dtype=dtype)
+    # upstream gradients scaled so that the weight gradients, sums over
+    # hundreds of steps, stay near 1 (in float32 one near zero, summed in
+    # another order, would differ by more than atol in any path)
+    bwd = {k: (v / np.sqrt(T * B)).astype(dtype) for k, v in bwd.items()}
+    for f in forward_variants(cell, fwd):
+        out = assert_fast_matches_reference(cell, f, bwd)
+        # inference runs the same pipeline: the same numbers
+        inf = forward(**f, training=False)
+        for a, b in zip(inf[:-1], out):
+            np.testing.assert_array_equal(a, b)
+        threads(1)
+        one = forward(**f, training=False)
+        threads(2)
+        for a, b in zip(inf[:-1], one[:-1]):
+            np.testing.assert_allclose(a, b, **tol)
