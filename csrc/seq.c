@@ -20,7 +20,8 @@
  * Threads: a time loop with enough rows per thread splits the batch's
  * rows (forward_rows, bwd_rows: each thread runs every step of its rows
  * alone); smaller batches split the hidden units, with a barrier per step
- * (fwd_steps, bwd_steps).
+ * (fwd_steps, bwd_steps). A forward whose steps stay on one thread may have
+ * a second project the input ahead of them (pipe_project).
  *
  * No allocation happens inside the time loop.
  */

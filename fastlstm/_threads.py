@@ -38,7 +38,10 @@ def set_num_threads(n):
     multiply-adds stay on one thread while a second one computes the
     products of the rows they have finished). Backward's whole-sequence
     products are shared by the threads. The BLAS is not called, so its
-    pool and fastlstm's never compete. Other
+    pool and fastlstm's never compete. A forward whose steps are too small
+    to split but whose input projection is large (at least 3M
+    multiply-adds: long sequences at small batch) runs its steps on one
+    thread while a second projects the input ahead of them. Other
     calls run as with n = 1: the per-step products (and, at inference of
     batches up to 64, the input projection) on one thread, the other
     whole-sequence products on the BLAS with its own threads (SciPy's
