@@ -194,5 +194,10 @@ void fl_split_units(int *u, int n, int H);
 /* fn(ctx, tid) for tid in [0, n) on n threads, the caller being thread 0.
  * Returns 1, or 0 without running fn when threads could not be started. */
 int fl_run_threads(int n, void (*fn)(void *, int), void *ctx);
+/* The same on idle workers of pool p (fastlstm.h), fl_run_threads without
+ * one or in a process forked from the pool's. optional: the other threads'
+ * work may be left undone (thread 0 does what they do not), so once thread
+ * 0 has returned, a worker that has not begun is not waited for. */
+int fl_pool_run(fl_pool *p, int n, void (*fn)(void *, int), void *ctx, int optional);
 
 #endif

@@ -1,10 +1,13 @@
 /*
  * fl_threads.c -- the threads of one kernel call.
  *
- * A call that splits its time loop over n threads starts n - 1 of them
- * (the caller is thread 0), runs the same function on each and joins them
- * before returning: nothing outlives the call and nothing is shared between
- * calls, so concurrent calls from several threads stay independent.
+ * A call that splits its time loop over n threads runs the same function
+ * on n - 1 more (the caller is thread 0) and waits for them before
+ * returning. They come from the caller's pool when it passes one (idle
+ * workers kept between calls, fl_pool_run), else they are started for the
+ * call and joined (fl_run_threads). The kernels keep nothing between calls;
+ * a pool is its owner's, and concurrent calls on one pool take different
+ * workers, so they stay independent.
  * Threads meet once per step at a spinning barrier (that yields the CPU
  * when a partner is late, e.g. on an oversubscribed machine); when the
  * partners keep losing their CPUs, the leader finishes the loop alone
@@ -17,7 +20,12 @@
 #include <pthread.h>
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 #define FL_HAVE_PTHREADS 1
+#endif
+#if defined(__x86_64__) || defined(_M_X64) || defined(__SSE__)
+#include <xmmintrin.h>
+#define FL_POOL_MXCSR 1
 #endif
 
 static void fl_cpu_relax(void)
@@ -221,5 +229,173 @@ int fl_run_threads(int n, void (*fn)(void *, int), void *ctx)
     (void)fn;
     (void)ctx;
     return 0;
+#endif
+}
+
+/* ---- a pool of workers kept between calls ----
+ * Starting and joining a thread took 75-110 us on the project's 2-vCPU VM,
+ * waking one that sleeps on a condition variable 23-27 us: a short call
+ * with threads paid more for its threads than it saved. A worker waits for
+ * a job (spinning for a few microseconds after its last one, then asleep),
+ * runs it and flags it done; the caller takes n - 1 idle workers (starting
+ * new ones when the pool has too few), hands each its tid, runs tid 0
+ * itself, waits for their flags and gives the workers back. */
+#ifdef FL_HAVE_PTHREADS
+typedef struct fl_worker {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    void (*fn)(void *, int);
+    void *ctx;
+    int tid;
+    unsigned csr;     /* the caller's floating-point mode (MXCSR), which a
+                       * thread started by the call would have inherited */
+    atomic_int job;   /* 1 once fn, ctx and tid are set, 2 while running, then 0 */
+    atomic_int done;  /* 1 once fn has returned */
+    struct fl_worker *next;  /* in the pool's idle list */
+} fl_worker;
+
+struct fl_pool {
+    pthread_mutex_t mu;
+    fl_worker *idle;
+    pid_t pid;  /* the process whose workers these are (a forked child has none) */
+};
+
+/* Spins of a worker waiting for its next job before it sleeps (a pause is
+ * some tens of cycles: a few microseconds, enough for back-to-back calls
+ * such as a forward and its backward, without holding a CPU long). */
+#define FL_POOL_SPINS 2000
+
+static void *fl_worker_main(void *p)
+{
+    fl_worker *w = p;
+    for (;;) {
+        for (int i = 0; i < FL_POOL_SPINS && atomic_load(&w->job) != 1; i++)
+            fl_cpu_relax();
+        if (atomic_load(&w->job) != 1) {
+            pthread_mutex_lock(&w->mu);
+            while (atomic_load(&w->job) != 1)
+                pthread_cond_wait(&w->cv, &w->mu);
+            pthread_mutex_unlock(&w->mu);
+        }
+        int one = 1;  /* (an optional job may have been withdrawn meanwhile) */
+        if (!atomic_compare_exchange_strong(&w->job, &one, 2))
+            continue;
+#ifdef FL_POOL_MXCSR
+        _mm_setcsr(w->csr);
+#endif
+        w->fn(w->ctx, w->tid);
+        atomic_store(&w->job, 0);
+        atomic_store(&w->done, 1);
+    }
+    return NULL;
+}
+
+static fl_worker *fl_worker_new(void)
+{
+    fl_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    atomic_init(&w->job, 0);
+    atomic_init(&w->done, 0);
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        free(w);
+        return NULL;
+    }
+    if (pthread_cond_init(&w->cv, NULL) != 0) {
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    pthread_attr_t attr;
+    pthread_t th;
+    int ok = pthread_attr_init(&attr) == 0;
+    ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+         pthread_create(&th, &attr, fl_worker_main, w) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void fl_pool_give_back(fl_pool *p, fl_worker **ws, int n)
+{
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < n; i++) {
+        ws[i]->next = p->idle;
+        p->idle = ws[i];
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+#endif
+
+fl_pool *fl_pool_new(void)
+{
+#ifdef FL_HAVE_PTHREADS
+    fl_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p);
+        return NULL;
+    }
+    p->pid = getpid();
+    return p;
+#else
+    return NULL;
+#endif
+}
+
+int fl_pool_run(fl_pool *p, int n, void (*fn)(void *, int), void *ctx, int optional)
+{
+#ifdef FL_HAVE_PTHREADS
+    if (n <= 1 || !p || getpid() != p->pid)  /* (after a fork: threads per call) */
+        return fl_run_threads(n, fn, ctx);
+    fl_worker *ws[FL_MAX_THREADS];
+    int got = 0;
+    pthread_mutex_lock(&p->mu);
+    for (; got < n - 1 && p->idle; got++) {
+        ws[got] = p->idle;
+        p->idle = p->idle->next;
+    }
+    pthread_mutex_unlock(&p->mu);
+    for (; got < n - 1; got++)
+        if (!(ws[got] = fl_worker_new()))
+            break;
+    if (got < n - 1) {  /* every thread or none, as fl_run_threads */
+        fl_pool_give_back(p, ws, got);
+        return 0;
+    }
+    for (int i = 0; i < got; i++) {
+        fl_worker *w = ws[i];
+        w->fn = fn;
+        w->ctx = ctx;
+        w->tid = i + 1;
+#ifdef FL_POOL_MXCSR
+        w->csr = _mm_getcsr();
+#endif
+        atomic_store(&w->done, 0);
+        pthread_mutex_lock(&w->mu);  /* (a sleeping worker checks job under mu) */
+        atomic_store(&w->job, 1);
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    fn(ctx, 0);
+    for (int i = 0; i < got; i++) {
+        int one = 1;  /* optional work a worker has not begun is withdrawn */
+        if (optional && atomic_compare_exchange_strong(&ws[i]->job, &one, 0))
+            continue;
+        unsigned spins = 0;
+        while (!atomic_load(&ws[i]->done))
+            fl_spin_pause(&spins);
+    }
+    fl_pool_give_back(p, ws, got);
+    return 1;
+#else
+    (void)optional;
+    return fl_run_threads(n, fn, ctx);
 #endif
 }

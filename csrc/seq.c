@@ -878,7 +878,7 @@ static int FL_NAME(forward_rows)(const fl_forward_args *a, const FL_NAME(fl_cell
     c.stride = stride;
     c.nthreads = nthreads;
     fl_barrier_init(&c.bar, nthreads);
-    if (!fl_run_threads(nthreads, FL_NAME(rows_worker), &c)) {
+    if (!fl_pool_run(a->pool, nthreads, FL_NAME(rows_worker), &c, 0)) {
         c.nthreads = 1;  /* no threads to be had: every group on this one */
         FL_NAME(rows_worker)(&c, 0);
     }
@@ -1078,7 +1078,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         atomic_init(&c.pnext, 0);
         FL_NAME(pack_ih_slice)(w_ih, I, G, H, 0, H, c.pih);
     }
-    if (!fl_run_threads(pipe ? 2 : nthreads, FL_NAME(fwd_worker), &c)) {
+    if (!fl_pool_run(a->pool, pipe ? 2 : nthreads, FL_NAME(fwd_worker), &c, pipe)) {
         /* no threads to be had: run on this one (a pipeline's chunks are
          * then all claimed by the steps) */
         nthreads = c.nthreads = 1;
@@ -1572,7 +1572,7 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         fl_barrier_init(&c.bar, nthreads);
     if (c.lthreads > 1)
         fl_barrier_init(&c.lbar, c.lthreads);
-    if (!fl_run_threads(nthreads, FL_NAME(bwd_worker), &c)) {
+    if (!fl_pool_run(a->pool, nthreads, FL_NAME(bwd_worker), &c, 0)) {
         c.nthreads = c.lthreads = 1;  /* no threads to be had: run on this one */
         c.products = c.pipe = 0;
         if (c.src) {  /* (the products below read x's valid rows gathered) */

@@ -62,6 +62,9 @@ cdef extern from "fastlstm.h" nogil:
         void *(*alloc)(void *, size_t) noexcept nogil
         void (*release)(void *, void *, size_t) noexcept nogil
         void *ctx
+    ctypedef struct fl_pool:
+        pass
+    fl_pool *fl_pool_new()
     ctypedef struct fl_forward_args:
         int dtype, cell, T, B, n_in, H, reverse
         int num_threads
@@ -80,6 +83,7 @@ cdef extern from "fastlstm.h" nogil:
         void *hprev
         void *extra
         fl_allocator mem
+        fl_pool *pool
     ctypedef struct fl_backward_args:
         int dtype, cell, T, B, n_in, H, reverse
         int num_threads
@@ -101,6 +105,7 @@ cdef extern from "fastlstm.h" nogil:
         void *db_ih
         void *db_hh
         fl_allocator mem
+        fl_pool *pool
     enum:
         FL_ACT_SIGMOID
         FL_ACT_TANH
@@ -340,6 +345,12 @@ cdef void _release_capsule(object capsule) noexcept:
                    <size_t>PyCapsule_GetContext(capsule))
 
 
+# The worker threads calls with threads take theirs from (kept between
+# calls; waking one costs a fraction of starting a thread). NULL if it could
+# not be made: calls then start threads of their own.
+cdef fl_pool *_pool = fl_pool_new()
+
+
 cdef void _use_cache(fl_allocator *mem) noexcept:
     mem.alloc = _cache_alloc
     mem.release = _cache_release
@@ -487,6 +498,7 @@ def forward(str cell, x, w_ih, w_hh, b_ih, b_hh, h0, c0, lengths, bint reverse,
     cdef fl_forward_args a
     code, G, E, tn, T, B, I, H = _sizes(cell, x, w_ih)
     a.num_threads = num_threads
+    a.pool = _pool
     _use_cache(&a.mem)
     a.dtype = _dtype_code(tn)
     a.cell = code
@@ -532,6 +544,7 @@ def backward(str cell, x, w_ih, w_hh, lengths, bint reverse, saved, dy, dh_n, dc
     code, G, E, tn, T, B, I, H = _sizes(cell, x, w_ih)
     g, hp, ex = saved
     a.num_threads = num_threads
+    a.pool = _pool
     _use_cache(&a.mem)
     a.dtype = _dtype_code(tn)
     a.cell = code
@@ -683,6 +696,7 @@ def cell_step(int code, nonlinearity, int typenum, int input_size, int hidden_si
     a.T, a.B, a.n_in, a.H = 1, <int>B, <int>I, <int>H
     a.reverse = 0
     a.num_threads = 1
+    a.pool = NULL  # (one step: no threads)
     a.mem.alloc = NULL  # a step's scratch is small: malloc
     a.mem.release = NULL
     a.mem.ctx = NULL

@@ -1,5 +1,9 @@
 """The time loop split over several threads gives the reference's results."""
 
+import concurrent.futures
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 
@@ -248,3 +252,54 @@ def test_pipelined_projection_matches_reference(threads, cell, B, I, H, dtype):
         threads(2)
         for a, b in zip(inf[:-1], one[:-1]):
             np.testing.assert_allclose(a, b, **tol)
+
+
+# shapes that take each threaded path: rows split (B = 24), units split
+# (B = 9, H = 72), the pipelined projection (T = 600, B = 1)
+POOL_SHAPES = [("lstm", 5, 24, 7, 64), ("gru", 5, 9, 5, 72), ("lstm", 600, 1, 40, 32)]
+
+
+def _pool_work(k):
+    cell, T, B, I, H = POOL_SHAPES[k % len(POOL_SHAPES)]
+    fwd, bwd = make_problem(cell, T=T, B=B, I=I, H=H, seed=k)
+    forward, backward = (getattr(fastlstm, cell + f) for f in ("_forward", "_backward"))
+    out = forward(**fwd)
+    inf = forward(**fwd, training=False)
+    return list(out[:-1]) + list(inf[:-1]) + list(backward(out[-1], **bwd))
+
+
+def _assert_same(got, want):
+    for a, b in zip(got, want):
+        if b is None:
+            assert a is None
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_calls_on_the_pool_match_serial_ones(threads):
+    # calls from several Python threads at once each take their own workers
+    # from the bridge's pool (which starts more when it has too few); a
+    # thread's results do not depend on which workers ran them
+    threads(3)
+    assert _core.pipe_projection(3, 600, 1, 40, 32, 128)
+    assert _core.row_threads(3, 5, 24, 64, 256) == 3
+    n = 12
+    serial = [_pool_work(k) for k in range(n)]
+    assert not np.array_equal(serial[0][0], serial[3][0])  # (a mix-up would show)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+        for _ in range(2):
+            for got, want in zip(ex.map(_pool_work, range(n)), serial):
+                _assert_same(got, want)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_threaded_calls_work_in_a_forked_child(threads):
+    # the pool's workers are not in a forked child: its calls start threads
+    # of their own (a child waiting on the parent's workers would hang)
+    threads(2)
+    want = [_pool_work(k) for k in range(3)]  # (the parent's pool has workers now)
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.map_async(_pool_work, range(3)).get(timeout=120)
+    for g, w in zip(got, want):
+        _assert_same(g, w)
