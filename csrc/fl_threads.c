@@ -261,8 +261,9 @@ struct fl_pool {
 };
 
 /* Spins of a worker waiting for its next job before it sleeps (a pause is
- * some tens of cycles: a few microseconds, enough for back-to-back calls
- * such as a forward and its backward, without holding a CPU long). */
+ * tens of cycles on current x86: some tens of microseconds in all, enough
+ * for back-to-back calls such as a forward and its backward, without
+ * holding a CPU long). */
 #define FL_POOL_SPINS 2000
 
 static void *fl_worker_main(void *p)

@@ -41,7 +41,9 @@ def set_num_threads(n):
     pool and fastlstm's never compete. A forward whose steps are too small
     to split but whose input projection is large (at least 3M
     multiply-adds: long sequences at small batch) runs its steps on one
-    thread while a second projects the input ahead of them. Other
+    thread while a second projects the input ahead of them. The threads
+    are workers kept between calls (asleep when idle), so a call wakes
+    them rather than starting threads. Other
     calls run as with n = 1: the per-step products (and, at inference of
     batches up to 64, the input projection) on one thread, the other
     whole-sequence products on the BLAS with its own threads (SciPy's
