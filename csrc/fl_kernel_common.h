@@ -109,10 +109,11 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
  * fl_own_products: then any batch runs on the kernels' own threads) */
 /* pipelined projection (seq.c, pipe_project): multiply-adds of the whole
  * projection (T * B * G*H * I) from which a second thread projects beside
- * the steps, and the rows of XP per chunk it projects. (Starting a thread
- * and joining it took 75-110 us on the 2-vCPU AMD Zen 3 VM; LSTM forward
- * 100x1x64x64, 1.6M multiply-adds, ran 20% slower pipelined, 1000x1x32x32,
- * 4.1M, 5-10% faster, 1000x1x64x64 15% faster.) */
+ * the steps, and the rows of XP per chunk it projects. (On the 2-vCPU AMD
+ * Zen 3 VM, with threads started per call, LSTM forward 100x1x64x64, 1.6M
+ * multiply-adds, ran 20% slower pipelined, 1000x1x32x32, 4.1M, 5-10%
+ * faster, 1000x1x64x64 15% faster; with the pool's workers, a threshold of
+ * 0.5M still made LSTM and GRU 100x1x64x64 10-11% slower.) */
 #ifndef FL_PIPE_MIN_WORK
 #define FL_PIPE_MIN_WORK 3000000.0
 #endif

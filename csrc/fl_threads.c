@@ -309,10 +309,12 @@ static fl_worker *fl_worker_new(void)
     }
     pthread_attr_t attr;
     pthread_t th;
-    int ok = pthread_attr_init(&attr) == 0;
-    ok = ok && pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
-         pthread_create(&th, &attr, fl_worker_main, w) == 0;
-    pthread_attr_destroy(&attr);
+    int ok = 0;
+    if (pthread_attr_init(&attr) == 0) {
+        ok = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+             pthread_create(&th, &attr, fl_worker_main, w) == 0;
+        pthread_attr_destroy(&attr);
+    }
     if (!ok) {
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);

@@ -941,7 +941,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     int chunk = T;
     /* a second thread projects beside the steps (pipe_project): when the
      * steps keep to one thread for want of work per step, and the
-     * projection is worth a thread (creating one costs some microseconds) */
+     * projection is worth a thread (waking one costs tens of microseconds) */
     const int pipe = nthreads == 1 && fl_pipe_projection(a->num_threads, T, B, I, H, GH, packed);
     if (pipe) {
         chunk = (FL_PIPE_CHUNK_ROWS + B - 1) / B;
