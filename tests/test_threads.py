@@ -158,6 +158,12 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
     assert _core.row_threads(n, T, B, H, G * H) == n
     lengths = [(b * 7) % (T + 1) for b in range(B)] if ragged else None
     fwd, bwd = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype, lengths=lengths)
+    # upstream gradients scaled so that the weight gradients stay near 1: the
+    # units split's backward sums them in blocks that depend on timing (a
+    # second thread takes the rows the loop has finished), and in float32
+    # an entry near zero of a sum of terms near 50 could differ by more than
+    # atol from the rows split's
+    bwd = {k: (v / np.sqrt(T * B)).astype(dtype) for k, v in bwd.items()}
     forward, backward = (getattr(fastlstm, cell + f) for f in ("_forward", "_backward"))
     tol = TOLERANCE[np.dtype(dtype)]
     for f in forward_variants(cell, fwd):
