@@ -105,8 +105,6 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_ROWS_CHUNK_ROWS
 #define FL_ROWS_CHUNK_ROWS 64.0
 #endif
-/* batches above this leave the per-step product to the BLAS (unless
- * fl_own_products: then any batch runs on the kernels' own threads) */
 /* pipelined projection (seq.c, pipe_project): multiply-adds of the whole
  * projection (T * B * G*H * I) from which a second thread projects beside
  * the steps, and the rows of XP per chunk it projects. (On the 2-vCPU AMD
@@ -120,6 +118,8 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_PIPE_CHUNK_ROWS
 #define FL_PIPE_CHUNK_ROWS 64
 #endif
+/* batches above this leave the per-step product to the BLAS (unless
+ * fl_own_products: then any batch runs on the kernels' own threads) */
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
 #endif
@@ -188,7 +188,7 @@ int fl_row_threads(int requested, int T, int B, int H, int GH);
 /* 1 when a forward of that shape (on `requested` threads) runs its steps on
  * one thread with a second projecting the chunks of XP ahead of them: the
  * per-step work too small to split, the projection large enough to pay for
- * starting a thread. */
+ * waking a thread. */
 int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged);
 /* u[0..n]: boundaries of n slices of H units, in whole 16-unit vectors. */
 void fl_split_units(int *u, int n, int H);

@@ -236,7 +236,7 @@ int fl_run_threads(int n, void (*fn)(void *, int), void *ctx)
  * Starting and joining a thread took 75-110 us on the project's 2-vCPU VM,
  * waking one that sleeps on a condition variable 23-27 us: a short call
  * with threads paid more for its threads than it saved. A worker waits for
- * a job (spinning for a few microseconds after its last one, then asleep),
+ * a job (spinning briefly after its last one, then asleep),
  * runs it and flags it done; the caller takes n - 1 idle workers (starting
  * new ones when the pool has too few), hands each its tid, runs tid 0
  * itself, waits for their flags and gives the workers back. */

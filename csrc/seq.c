@@ -604,12 +604,12 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
             break;
         fl_solo_step(&solo);
         int project = s == s_end;
-        if (project && c->pipe) {  /* the chunk, from the pipeline (XP: every row) */
+        if (project)  /* the next chunk of steps */
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
+        if (project && c->pipe) {  /* its XP from the pipeline (XP: every row) */
             FL_NAME(pipe_wait)(c, s / c->chunk);
             project = 0;
-        } else if (project) {  /* project the next chunk of steps */
-            s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
+        } else if (project) {  /* projected here */
             FL_NAME(chunk_rows)(c, s, s_end, &r0, &r1);
             xoff = c->training ? 0 : r0;
             if (c->xg) {
