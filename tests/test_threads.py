@@ -190,6 +190,22 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
                         np.testing.assert_allclose(a, b, **tol)
 
 
+@pytest.mark.parametrize("B", [64, 72])
+def test_large_steps_split_units_not_rows(threads, B):
+    # from 32M multiply-adds per step (B * G*H * H) the rows are not split
+    # (each thread would stream all of both weights): the hidden units are,
+    # or past FL_THREAD_MAX_B = 64 rows the BLAS runs each step's product
+    threads(2)
+    T, H = 3, 512
+    assert _core.row_threads(2, 100, 32, 256, 4 * 256) == 2
+    assert _core.row_threads(2, T, B, H, 4 * H) == 1
+    assert _core.row_threads(2, T, B, H // 2, 4 * H // 2) == 2
+    lengths = [(b * 5) % (T + 1) for b in range(B)]
+    for lens in (None, lengths):
+        fwd, bwd = make_problem("lstm", T=T, B=B, I=9, H=H, dtype=np.float64, lengths=lens)
+        assert_fast_matches_reference("lstm", fwd, bwd)
+
+
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("cell,B,H", [("lstm", 24, 256), ("gru", 32, 256), ("rnn", 64, 320)])
 @pytest.mark.parametrize("ragged", [False, True])
