@@ -97,17 +97,18 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #ifndef FL_ROWS_MIN
 #define FL_ROWS_MIN 8
 #endif
-/* ... while the per-step multiply-adds (B * G*H * H) stay below
- * FL_ROWS_MAX_WORK. Past that, each thread streaming the whole of w_hh and
- * w_ih for half the batch costs more than half of each for the whole batch:
- * the hidden units are split instead (or at B > FL_THREAD_MAX_B the BLAS
- * runs each step's product on its threads). On the 2-vCPU AMD Zen 3,
- * 2 threads, in-process pairs: LSTM forward 100x64x512x512 (67M) +7-9%,
- * forward+backward +5%, GRU +2%; LSTM, GRU and RNN forward
+/* ... while w_hh has fewer than FL_ROWS_MAX_WHH values (G*H * H). Each
+ * thread of rows streams the whole of w_hh and w_ih at every step for its
+ * share of the batch; past about 2 MiB of w_hh (float32) they no longer
+ * stay in this CPU's caches, and half of each for the whole batch costs
+ * less: the hidden units are split instead (or at B > FL_THREAD_MAX_B the
+ * BLAS runs each step's product on its threads). On the 2-vCPU AMD Zen 3,
+ * 2 threads, in-process pairs: LSTM forward 100x64x512x512 (1M values)
+ * +7-9%, forward+backward +5%, GRU +2%; LSTM, GRU and RNN forward
  * 50x128x1024x1024 +10-16%, forward+backward level; LSTM forward
- * 100x32x256x256 (8M) stays 9% faster split by rows. */
-#ifndef FL_ROWS_MAX_WORK
-#define FL_ROWS_MAX_WORK 32000000.0
+ * 100x32x256x256 (256K) stays 9% faster split by rows. */
+#ifndef FL_ROWS_MAX_WHH
+#define FL_ROWS_MAX_WHH 524288.0
 #endif
 /* Each thread of rows projects about FL_ROWS_CHUNK_BYTES of gates at a
  * time (at least FL_ROWS_CHUNK_ROWS rows). */

@@ -161,8 +161,8 @@ int fl_row_threads(int requested, int T, int B, int H, int GH)
     int n = requested < FL_MAX_THREADS ? requested : FL_MAX_THREADS;
     if (n > B / FL_ROWS_MIN)
         n = B / FL_ROWS_MIN;
-    const double work = (double)B * GH * H;
-    if (n < 2 || T < 2 || work < FL_THREAD_MIN_WORK || work >= FL_ROWS_MAX_WORK)
+    if (n < 2 || T < 2 || (double)B * GH * H < FL_THREAD_MIN_WORK ||
+        (double)GH * H >= FL_ROWS_MAX_WHH)
         return 1;
     return n;
 }

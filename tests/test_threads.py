@@ -192,14 +192,16 @@ def test_rows_split_matches_units_split_and_reference(threads, monkeypatch, n, c
 
 @pytest.mark.parametrize("B", [64, 72])
 def test_large_steps_split_units_not_rows(threads, B):
-    # from 32M multiply-adds per step (B * G*H * H) the rows are not split
-    # (each thread would stream all of both weights): the hidden units are,
-    # or past FL_THREAD_MAX_B = 64 rows the BLAS runs each step's product
+    # from 512K values of w_hh (G*H * H) the rows are not split (each
+    # thread would stream all of both weights at every step): the hidden
+    # units are, or past FL_THREAD_MAX_B = 64 rows the BLAS runs each step's
+    # product
     threads(2)
     T, H = 3, 512
-    assert _core.row_threads(2, 100, 32, 256, 4 * 256) == 2
+    assert _core.row_threads(2, 100, 128, 256, 4 * 256) == 2
+    assert _core.row_threads(2, 100, 64, 512, 512) == 2
     assert _core.row_threads(2, T, B, H, 4 * H) == 1
-    assert _core.row_threads(2, T, B, H // 2, 4 * H // 2) == 2
+    assert _core.row_threads(2, T, B, H, 2 * H) == 1
     lengths = [(b * 5) % (T + 1) for b in range(B)]
     for lens in (None, lengths):
         fwd, bwd = make_problem("lstm", T=T, B=B, I=9, H=H, dtype=np.float64, lengths=lens)
