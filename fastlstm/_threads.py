@@ -28,12 +28,14 @@ def set_num_threads(n):
 
     With n > 1, calls whose steps are large enough (at least about 128K
     multiply-adds per step) run entirely on fastlstm's own threads. With
-    at least 8 batch rows per thread, the time loop gives each thread some
-    of the rows (dense or ragged; a forward of any batch size, a backward
-    of batches up to 64): a forward projects their inputs (chunk by chunk,
-    just before the steps that read them), and both run every step of
-    them alone, with no barrier per step. Smaller batches split the hidden
-    units: each thread owns a slice of them for the input projection and
+    at least 8 batch rows per thread and a w_hh of fewer than 512K values
+    (G*H * H), the time loop gives each thread some of the rows (dense or
+    ragged; a forward of any batch size, a backward of batches up to 64):
+    a forward projects their inputs (chunk by chunk, just before the steps
+    that read them), and both run every step of them alone, with no
+    barrier per step. Smaller batches and larger weights split the hidden
+    units (batches above 64 only when fastlstm runs every product itself):
+    each thread owns a slice of them for the input projection and
     every time step (one barrier per step; backward steps below about 6M
     multiply-adds stay on one thread while a second one computes the
     products of the rows they have finished). Backward's whole-sequence
