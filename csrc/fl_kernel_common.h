@@ -99,14 +99,17 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
 #endif
 /* ... while w_hh has fewer than FL_ROWS_MAX_WHH values (G*H * H). Each
  * thread of rows streams the whole of w_hh and w_ih at every step for its
- * share of the batch; past about 2 MiB of w_hh (float32) they no longer
- * stay in this CPU's caches, and half of each for the whole batch costs
- * less: the hidden units are split instead (or at B > FL_THREAD_MAX_B the
- * BLAS runs each step's product on its threads). On the 2-vCPU AMD Zen 3,
- * 2 threads, in-process pairs: LSTM forward 100x64x512x512 (1M values)
- * +7-9%, forward+backward +5%, GRU +2%; LSTM, GRU and RNN forward
- * 50x128x1024x1024 +10-16%, forward+backward level; LSTM forward
- * 100x32x256x256 (256K) stays 9% faster split by rows. */
+ * share of the batch; past about 2 MiB of w_hh (float32; 512 KiB of L2 per
+ * core on the machine below) that costs more than the rows split saves,
+ * and half of each for the whole batch is cheaper: the hidden units are
+ * split instead (or, at B > FL_THREAD_MAX_B unless the kernels do every
+ * product, the BLAS runs each step's product on its threads). On the
+ * 2-vCPU AMD Zen 3, 2 threads, in-process pairs: LSTM forward
+ * 100x64x512x512 (1M values) +5-9%, forward+backward +5%, GRU +2%;
+ * 50x128x1024x1024 forward LSTM +10-15%, GRU +14-29%, RNN +13%, LSTM
+ * forward+backward level; LSTM forward 100x32x256x256 (256K values) stays
+ * 9% faster split by rows, and 100x128x256x256 23% faster than on the
+ * BLAS (a bound on the per-step work had sent it there). */
 #ifndef FL_ROWS_MAX_WHH
 #define FL_ROWS_MAX_WHH 524288.0
 #endif

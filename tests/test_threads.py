@@ -195,7 +195,7 @@ def test_large_steps_split_units_not_rows(threads, B):
     # from 512K values of w_hh (G*H * H) the rows are not split (each
     # thread would stream all of both weights at every step): the hidden
     # units are, or past FL_THREAD_MAX_B = 64 rows the BLAS runs each step's
-    # product
+    # product (units again when fastlstm runs every product itself)
     threads(2)
     T, H = 3, 512
     assert _core.row_threads(2, 100, 128, 256, 4 * 256) == 2
