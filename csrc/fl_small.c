@@ -341,6 +341,13 @@ static void FL_INAME(pack_strip)(int ta, const FL_REAL *restrict A, int lda, int
         /* whole registers: the values past mr of one k land in the next k's
          * slots before those are written (dst has FL_VL values of slack),
          * and past row M of op(A) nothing is read */
+        if (nv == 1) {  /* (GCC made a loop over v of any length a call to memcpy) */
+            for (int k = 0; k < kc; k++) {
+                FL_INAME(fl_vec) t = FL_INAME(vload)(A + (size_t)(k0 + k) * lda + m0);
+                memcpy(dst + (size_t)k * mr, &t, sizeof t);
+            }
+            return;
+        }
         for (int k = 0; k < kc; k++) {
             const FL_REAL *a = A + (size_t)(k0 + k) * lda + m0;
             FL_REAL *d = dst + (size_t)k * mr;
