@@ -53,9 +53,10 @@ static void FL_NAME(fl_gemm_small)(int isa, int trans_b, int M, int N, int K, FL
         FL_NAME_ISA(fl_small_gemm, _generic)(trans_b, M, N, K, beta, A, lda, B, ldb, C, ldc);
 }
 
-size_t FL_NAME(fl_panel_size)(int K, int N)
+size_t FL_NAME(fl_panel_size)(int isa, int K, int N)
 {
-    return (size_t)((N + FL_PW - 1) / FL_PW) * FL_PW * (size_t)K;
+    const int pw = FL_PW_OF(isa);
+    return (size_t)((N + pw - 1) / pw) * pw * (size_t)K;
 }
 
 /* Panels are packed on every call (weights may change between calls), so
@@ -64,33 +65,44 @@ size_t FL_NAME(fl_panel_size)(int K, int N)
  * (fl_transpose_tile, fl_kernel.h). Element by element, both took ~5 us for
  * a 64 x 256 block, a tenth of a 100-step batch-1 LSTM forward at H = 64. */
 
-/* One panel whose row k is columns c0 .. c0 + nw of row rows[k] of src
- * (row k when rows is NULL), zeros past nw. */
-static void FL_NAME(panel_from_rows)(const FL_REAL *src, int ld, const int *rows, int K, int c0,
-                                     int nw, FL_REAL *panel)
+/* One panel (pw values wide) whose row k is columns c0 .. c0 + nw of row
+ * rows[k] of src (row k when rows is NULL), zeros past nw. Inlined with pw
+ * constant. */
+static inline void FL_NAME(panel_rows_copy)(int pw, const FL_REAL *src, int ld, const int *rows,
+                                            int K, int c0, int nw, FL_REAL *panel)
 {
     for (int k = 0; k < K; k++) {
-        FL_REAL *prow = panel + (size_t)k * FL_PW;
+        FL_REAL *prow = panel + (size_t)k * pw;
         const FL_REAL *s = src + (size_t)(rows ? rows[k] : k) * ld + c0;
-        if (nw == FL_PW) {
-            for (int l = 0; l < FL_PW; l++)
+        if (nw == pw) {
+            for (int l = 0; l < pw; l++)
                 prow[l] = s[l];
             continue;
         }
         memcpy(prow, s, sizeof(FL_REAL) * (size_t)nw);
-        for (int l = nw; l < FL_PW; l++)
+        for (int l = nw; l < pw; l++)
             prow[l] = 0;
     }
 }
 
-void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
+static void FL_NAME(panel_from_rows)(int pw, const FL_REAL *src, int ld, const int *rows, int K,
+                                     int c0, int nw, FL_REAL *panel)
+{
+    if (pw == FL_PW_MAX)
+        FL_NAME(panel_rows_copy)(FL_PW_MAX, src, ld, rows, K, c0, nw, panel);
+    else
+        FL_NAME(panel_rows_copy)(FL_PW_MAX / 2, src, ld, rows, K, c0, nw, panel);
+}
+
+void FL_NAME(fl_pack_panels)(int isa, const FL_REAL *src, int ld, int K, int N, int by_rows,
                              int H, int u0, int nu, FL_REAL *P)
 {
-    for (int n0 = 0; n0 < N; n0 += FL_PW) {
-        FL_REAL *panel = P + (size_t)(n0 / FL_PW) * K * FL_PW;
-        const int nw = N - n0 < FL_PW ? N - n0 : FL_PW;
+    const int pw = FL_PW_OF(isa);
+    for (int n0 = 0; n0 < N; n0 += pw) {
+        FL_REAL *panel = P + (size_t)(n0 / pw) * K * pw;
+        const int nw = N - n0 < pw ? N - n0 : pw;
         if (by_rows) {  /* rows of src become columns */
-            const FL_REAL *rows[FL_PW];
+            const FL_REAL *rows[FL_PW_MAX];
             for (int l = 0; l < nw; l++) {
                 const int n = n0 + l;
                 rows[l] = src + (size_t)((n / nu) * H + u0 + n % nu) * ld;
@@ -100,28 +112,28 @@ void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_ro
             for (; l0 + FL_TB <= nw; l0 += FL_TB) {  /* FL_TB columns, k in tiles */
                 int k = 0;
                 for (; k + FL_TB <= K; k += FL_TB)
-                    FL_NAME(fl_transpose_tile)(rows + l0, k, panel + (size_t)k * FL_PW + l0,
-                                               FL_PW);
+                    FL_NAME(fl_transpose_tile)(rows + l0, k, panel + (size_t)k * pw + l0, pw);
                 for (; k < K; k++)
                     for (int l = l0; l < l0 + FL_TB; l++)
-                        panel[(size_t)k * FL_PW + l] = rows[l][k];
+                        panel[(size_t)k * pw + l] = rows[l][k];
             }
 #endif
-            for (int l = l0; l < FL_PW; l++)  /* the rest, and zeros past N */
+            for (int l = l0; l < pw; l++)  /* the rest, and zeros past N */
                 for (int k = 0; k < K; k++)
-                    panel[(size_t)k * FL_PW + l] = l < nw ? rows[l][k] : (FL_REAL)0;
+                    panel[(size_t)k * pw + l] = l < nw ? rows[l][k] : (FL_REAL)0;
         } else {  /* row k of the panel is a contiguous piece of row k of src */
-            FL_NAME(panel_from_rows)(src, ld, NULL, K, u0 + n0, nw, panel);
+            FL_NAME(panel_from_rows)(pw, src, ld, NULL, K, u0 + n0, nw, panel);
         }
     }
 }
 
-void FL_NAME(fl_pack_panels_gather)(const FL_REAL *src, int ld, const int *rows, int K, int c0,
-                                    int N, FL_REAL *P)
+void FL_NAME(fl_pack_panels_gather)(int isa, const FL_REAL *src, int ld, const int *rows, int K,
+                                    int c0, int N, FL_REAL *P)
 {
-    for (int n0 = 0; n0 < N; n0 += FL_PW)
-        FL_NAME(panel_from_rows)(src, ld, rows, K, c0 + n0, N - n0 < FL_PW ? N - n0 : FL_PW,
-                                 P + (size_t)(n0 / FL_PW) * K * FL_PW);
+    const int pw = FL_PW_OF(isa);
+    for (int n0 = 0; n0 < N; n0 += pw)
+        FL_NAME(panel_from_rows)(pw, src, ld, rows, K, c0 + n0, N - n0 < pw ? N - n0 : pw,
+                                 P + (size_t)(n0 / pw) * K * pw);
 }
 
 void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
@@ -154,13 +166,13 @@ int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_
     }
     /* op(B) (K x N) in panels; op(A) read in place (the panel kernel takes
      * A transposed as well) */
-    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(K, N) + 1));
+    FL_REAL *P = malloc(sizeof(FL_REAL) * (FL_NAME(fl_panel_size)(isa, K, N) + 1));
     if (!P)
         return FL_ERR_NOMEM;
     if (trans_b)  /* column n of op(B) is row n of B */
-        FL_NAME(fl_pack_panels)(B, ldb, K, N, 1, 0, 0, N, P);
+        FL_NAME(fl_pack_panels)(isa, B, ldb, K, N, 1, 0, 0, N, P);
     else
-        FL_NAME(fl_pack_panels)(B, ldb, K, N, 0, 0, 0, N, P);
+        FL_NAME(fl_pack_panels)(isa, B, ldb, K, N, 0, 0, 0, N, P);
     FL_NAME(fl_gemm_panel)(isa, trans_a, M, N, K, 0, A, lda, P, C, ldc, NULL);
     free(P);
     return FL_OK;

@@ -27,7 +27,9 @@
 #ifdef FL_KERNEL_EMIT
 #undef FL_KERNEL_EMIT
 
-#define FL_PW (FL_PANEL_BYTES / (int)sizeof(FL_REAL))  /* values per panel row */
+/* values per panel row at level isa (fl_panel_bytes), and at most */
+#define FL_PW_OF(isa) (fl_panel_bytes(isa) / (int)sizeof(FL_REAL))
+#define FL_PW_MAX (FL_PANEL_BYTES_MAX / (int)sizeof(FL_REAL))
 
 /* A transposing copy FL_TB x FL_TB values at a time (one SSE register of
  * each row), where the build has SSE2 (every x86-64 build; FL_HAVE_TILE):
@@ -69,19 +71,20 @@ static inline void FL_NAME(fl_transpose_tile)(const FL_REAL *const *r, int k, FL
  * Sizes must already be known to fit an int (the callers check). Products of
  * at most FL_SMALL_M rows with alpha 1 and beta 0 or 1 run fl_small_gemm
  * (fl_small.c) at level `isa`. */
-/* Panels of B (FL_PW values wide) for fl_gemm_panel: the K x N matrix
- * B[k][n] = src[rowof(n) * ld + k] when `by_rows` (each column n of B is the
- * row rowof(n) of src, rowof(n) = (n / nu) * H + u0 + n % nu: the units
- * u0..u0+nu of every gate of w_hh), else B[k][n] = src[k * ld + u0 + n]
- * (columns u0..u0+N of src). P holds fl_panel_size(K, N) values. */
-size_t FL_NAME(fl_panel_size)(int K, int N);
-void FL_NAME(fl_pack_panels)(const FL_REAL *src, int ld, int K, int N, int by_rows,
+/* Panels of B (FL_PW_OF(isa) values wide) for fl_gemm_panel at level isa:
+ * the K x N matrix B[k][n] = src[rowof(n) * ld + k] when `by_rows` (each
+ * column n of B is the row rowof(n) of src, rowof(n) = (n / nu) * H + u0 +
+ * n % nu: the units u0..u0+nu of every gate of w_hh), else B[k][n] =
+ * src[k * ld + u0 + n] (columns u0..u0+N of src). P holds
+ * fl_panel_size(isa, K, N) values. */
+size_t FL_NAME(fl_panel_size)(int isa, int K, int N);
+void FL_NAME(fl_pack_panels)(int isa, const FL_REAL *src, int ld, int K, int N, int by_rows,
                              int H, int u0, int nu, FL_REAL *P);
 /* The same panels (not by_rows) of the K x N matrix B[k][n] =
  * src[rows[k] * ld + c0 + n]: K rows of src picked by rows (a ragged
  * batch's valid rows, gathered as they are packed). */
-void FL_NAME(fl_pack_panels_gather)(const FL_REAL *src, int ld, const int *rows, int K, int c0,
-                                    int N, FL_REAL *P);
+void FL_NAME(fl_pack_panels_gather)(int isa, const FL_REAL *src, int ld, const int *rows,
+                                    int K, int c0, int N, FL_REAL *P);
 /* C (M x N) = op(A) @ B (+ C when accumulate), B packed by fl_pack_panels;
  * op(A) is A (M x K, row stride lda), or with trans_a the transpose of the
  * K x M matrix A (row stride lda). work: fl_panel_work(trans_a, M, K) values

@@ -69,8 +69,17 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
     return rows * kdim + 16;
 }
 
-/* Width of a panel of B for fl_panel_gemm, in bytes (see fl_small.c). */
-#define FL_PANEL_BYTES 128
+/* Width of a panel of B for fl_panel_gemm, in bytes, by instruction set:
+ * one pass of the product's block (two registers of each row, fl_small.c).
+ * Every packing and every product of one call uses the width of the level
+ * it runs at. (AVX2 on 128-byte panels, two passes each, read every other
+ * line of a panel in a pass: the product ran 4-8% slower on an AMD Zen 3,
+ * the LSTM forward 100x64x512x512 on 2 threads 7%.) */
+#define FL_PANEL_BYTES_MAX 128
+static inline int fl_panel_bytes(int isa)
+{
+    return isa == FL_ISA_AVX512 ? 128 : 64;
+}
 
 /* ---- threads (fl_threads.c) ---- */
 #define FL_MAX_THREADS 64

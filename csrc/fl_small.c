@@ -211,18 +211,25 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
 }
 
 /* ---- products with B in panels ----
- * A K x N matrix stored as panels of FL_PW columns (FL_PW * sizeof = 128
- * bytes): panel p holds columns p*FL_PW.. as K contiguous rows of FL_PW
- * values (zero past column N). Streaming a panel touches consecutive memory,
- * whatever N is, so large power-of-two row strides cannot make the rows of B
- * fight over the same cache sets. fl_pack_panels (seq.c) builds them. */
-#define FL_PNR (FL_PANEL_BYTES / FL_VEC_BYTES)  /* registers per panel row */
+ * A K x N matrix stored as panels of FL_PW columns (FL_PW * sizeof =
+ * fl_panel_bytes(isa) bytes: 128 with AVX-512, 64 otherwise): panel p
+ * holds columns p*FL_PW.. as K contiguous rows of FL_PW values (zero past
+ * column N). Streaming a panel touches consecutive memory, whatever N is,
+ * so large power-of-two row strides cannot make the rows of B fight over
+ * the same cache sets. fl_pack_panels (fl_blas.c) builds them, for the
+ * level the product runs at. */
+#if FL_VEC_BYTES == 64
+#define FL_PANEL_BYTES_ISA 128
+#else
+#define FL_PANEL_BYTES_ISA 64
+#endif
+#define FL_PW (FL_PANEL_BYTES_ISA / (int)sizeof(FL_REAL))
+#define FL_PNR (FL_PANEL_BYTES_ISA / FL_VEC_BYTES)  /* registers per panel row */
 /* A block meets FL_PNJ registers of a panel row at a time (a pass): the
- * whole row with AVX-512, half of it with AVX2, a quarter with SSE2. With
- * 16 registers, 6 rows x 2 (12 accumulators, 2 of B and a broadcast of A)
- * hide the multiply-adds' latency and need 8 loads per 12 of them; a whole
- * AVX2 row would leave room for only 2 rows x 4, with 6 loads per 8, and
- * the panel's chunk (FL_KC x 128 bytes) would not fit a 32 KiB L1. */
+ * whole row with AVX-512 and AVX2, half of it with SSE2. With 16
+ * registers, 6 rows x 2 (12 accumulators, 2 of B and a broadcast of A)
+ * hide the multiply-adds' latency and need 8 loads per 12 of them; 4
+ * registers of B would leave room for only 2 rows x 4, with 6 loads per 8. */
 #define FL_PNJ 2
 #define FL_PJW (FL_PNJ * FL_VL)                 /* columns per pass */
 #if FL_VEC_BYTES == 64
@@ -393,19 +400,13 @@ static void FL_INAME(pack_strip)(int ta, const FL_REAL *restrict A, int lda, int
 }
 
 /* Panels one row of A meets at once: enough accumulators (FL_PROW *
- * FL_PNR) to hide the latency of the multiply-adds, few enough to stay in
- * registers. (AVX2: 4 panels were 16 accumulators beside the broadcast of
- * A, and three of them lived on the stack; 2 panels ran 4-14% faster than
- * 4 and 2-5% faster than 3 at batch 1 on an AMD Zen 3. 8 panels, tried on
- * AVX-512, were slower at K = 64: eight streams 8 KiB apart compete for
- * the same sets of L1.) */
-#if FL_VEC_BYTES == 64
-#define FL_PROW 4
-#elif FL_VEC_BYTES == 32
-#define FL_PROW 2
-#else
-#define FL_PROW 1
-#endif
+ * FL_PNR = 8) to hide the latency of the multiply-adds, few enough to stay
+ * in registers. (AVX2 on 128-byte panels: 4 panels were 16 accumulators
+ * beside the broadcast of A, and three of them lived on the stack; 2 panels
+ * ran 4-14% faster than 4 and 2-5% faster than 3 at batch 1 on an AMD Zen
+ * 3. 8 panels, tried on AVX-512, were slower at K = 64: eight streams 8 KiB
+ * apart compete for the same sets of L1.) */
+#define FL_PROW (8 / FL_PNR)
 
 /* One row of A against np <= FL_PROW panels at once: with a single row, one
  * panel alone would give only FL_PNR accumulators. c receives columns n0..
@@ -495,13 +496,13 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
  * op(A) are taken FL_MC at a time and copied into strips (strip_plan),
  * stored k-major, so that the kernel reads one contiguous stream of A and
  * the strip stays in L1 beside the chunk of the panel it meets (FL_KC rows
- * of K at a time, FL_KC * 128 bytes). Without ta the whole block of op(A)
- * (FL_MC x K) is copied once and every panel passes over it; with ta, or a
- * long K (weight gradients: K = N rows of the sequence), chunks of K are
- * outermost and one FL_MC x FL_KC block is copied at a time: read in place,
- * a strip of a transposed A would touch one cache line per k, lda apart,
- * all competing for the same L1 sets. Returns 0 without doing anything when
- * the scratch block cannot be had. */
+ * of K at a time, FL_KC * FL_PANEL_BYTES_ISA bytes). Without ta the whole
+ * block of op(A) (FL_MC x K) is copied once and every panel passes over
+ * it; with ta, or a long K (weight gradients: K = N rows of the sequence),
+ * chunks of K are outermost and one FL_MC x FL_KC block is copied at a
+ * time: read in place, a strip of a transposed A would touch one cache line
+ * per k, lda apart, all competing for the same L1 sets. Returns 0 without
+ * doing anything when the scratch block cannot be had. */
 static int FL_INAME(panel_gemm_packed)(int ta, int M, int N, int K, int accumulate,
                                        const FL_REAL *restrict A, int lda,
                                        const FL_REAL *restrict P, FL_REAL *restrict C, int ldc,
@@ -626,6 +627,8 @@ void FL_INAME(fl_panel_gemm)(int trans_a, int M, int N, int K, int accumulate,
 #undef FL_PMR_IP
 
 #undef FL_PNR
+#undef FL_PW
+#undef FL_PANEL_BYTES_ISA
 #undef FL_PNJ
 #undef FL_PJW
 #undef FL_PMR

@@ -423,8 +423,8 @@ typedef struct {
 static void FL_NAME(project_slice)(int isa, const FL_REAL *x, int M, int I, const FL_REAL *P,
                                    int G, int H, int u0, int nu, FL_REAL *xp, FL_REAL *work)
 {
-    const size_t np = FL_NAME(fl_panel_size)(I, nu);
-    if (nu == H && H % FL_PW == 0) {
+    const size_t np = FL_NAME(fl_panel_size)(isa, I, nu);
+    if (nu == H && H % FL_PW_OF(isa) == 0) {
         /* all units, whole panels: the G panel sets are those of w_ih^T
          * (I x G*H), and XP's G blocks are adjacent: one product */
         FL_NAME(fl_gemm_panel)(isa, 0, M, G * H, I, 0, x, I, P, xp, G * H, work);
@@ -435,12 +435,12 @@ static void FL_NAME(project_slice)(int isa, const FL_REAL *x, int M, int I, cons
                                G * H, work);
 }
 
-static void FL_NAME(pack_ih_slice)(const FL_REAL *w_ih, int I, int G, int H, int u0, int nu,
-                                   FL_REAL *P)
+static void FL_NAME(pack_ih_slice)(int isa, const FL_REAL *w_ih, int I, int G, int H, int u0,
+                                   int nu, FL_REAL *P)
 {
-    const size_t np = FL_NAME(fl_panel_size)(I, nu);
+    const size_t np = FL_NAME(fl_panel_size)(isa, I, nu);
     for (int g = 0; g < G; g++)
-        FL_NAME(fl_pack_panels)(w_ih, I, I, nu, 1, H, g * H + u0, nu, P + g * np);
+        FL_NAME(fl_pack_panels)(isa, w_ih, I, I, nu, 1, H, g * H + u0, nu, P + g * np);
 }
 
 /* Workspace rows [*r0, *r1) of processing steps [s0, s1): in time order
@@ -491,15 +491,16 @@ static int FL_NAME(fwd_slice)(FL_NAME(fwd_ctx) *c, int k, int s, int nact, int p
     }
     const FL_REAL *hin = c->hs[s & 1];
     FL_REAL *hout = c->hs[(s + 1) & 1];
-    if (wt && nact < 4 && GN > 4 * FL_PW && (s & 1)) {
+    const int pw = FL_PW_OF(c->isa);
+    if (wt && nact < 4 && GN > 4 * pw && (s & 1)) {
         /* a row or few against weights that may not fit in L1 (the
          * product streams them, four panels at a time): odd steps take
          * the later panels first, so that each step starts on the panels
          * the step before touched last, still in L1 */
-        const int npan = (GN + FL_PW - 1) / FL_PW, p0 = (npan / 2 + 3) / 4 * 4;
-        const int c0 = p0 * FL_PW;
+        const int npan = (GN + pw - 1) / pw, p0 = (npan / 2 + 3) / 4 * 4;
+        const int c0 = p0 * pw;
         FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN - c0, H, 0, hin, H,
-                               wt + (size_t)p0 * H * FL_PW, r + c0, GN, work);
+                               wt + (size_t)p0 * H * pw, r + c0, GN, work);
         FL_NAME(fl_gemm_panel)(c->isa, 0, nact, c0, H, 0, hin, H, wt, r, GN, work);
     } else if (wt)
         FL_NAME(fl_gemm_panel)(c->isa, 0, nact, GN, H, 0, hin, H, wt, r, GN, work);
@@ -582,10 +583,11 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
     const int u0 = c->u[tid], nu = c->u[tid + 1] - u0, GN = G * nu;
     /* this thread's packed weights (one slot of each per thread) */
     if (c->pack)  /* column g*nu + n of this thread's w_hh^T is row g*H + u0 + n of w_hh */
-        FL_NAME(fl_pack_panels)(c->w_hh, H, H, GN, 1, H, u0, nu,
+        FL_NAME(fl_pack_panels)(c->isa, c->w_hh, H, H, GN, 1, H, u0, nu,
                                 c->wt + (size_t)tid * c->wt_stride);
     if (c->own_proj && !c->pipe)  /* (pipelined: packed before the threads start) */
-        FL_NAME(pack_ih_slice)(c->w_ih, c->I, G, H, u0, nu, c->pih + (size_t)tid * c->pih_stride);
+        FL_NAME(pack_ih_slice)(c->isa, c->w_ih, c->I, G, H, u0, nu,
+                               c->pih + (size_t)tid * c->pih_stride);
     if (c->idx) {  /* y is zero at padded steps: this thread's units of them */
         for (size_t r = 0; r < (size_t)c->T * c->B; r++)
             if (c->idx[r] < 0)
@@ -648,15 +650,15 @@ static void FL_NAME(fwd_worker)(void *ctx, int tid)
 /* Thread tid's share (of n) of the panels of a K x ncols matrix, packed
  * into P as fl_pack_panels would pack all of them: src is that matrix (row
  * stride ld), or with by_rows its transpose (column c is row c of src). */
-static void FL_NAME(pack_share)(const FL_REAL *src, int ld, int K, int ncols, int by_rows,
-                                FL_REAL *P, int tid, int n)
+static void FL_NAME(pack_share)(int isa, const FL_REAL *src, int ld, int K, int ncols,
+                                int by_rows, FL_REAL *P, int tid, int n)
 {
-    const int np = (ncols + FL_PW - 1) / FL_PW;
+    const int pw = FL_PW_OF(isa), np = (ncols + pw - 1) / pw;
     const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
     if (p1 > p0) {
-        const int c0 = p0 * FL_PW, c1 = p1 * FL_PW < ncols ? p1 * FL_PW : ncols;
-        FL_NAME(fl_pack_panels)(src, ld, K, c1 - c0, by_rows, 0, c0, c1 - c0,
-                                P + (size_t)p0 * K * FL_PW);
+        const int c0 = p0 * pw, c1 = p1 * pw < ncols ? p1 * pw : ncols;
+        FL_NAME(fl_pack_panels)(isa, src, ld, K, c1 - c0, by_rows, 0, c0, c1 - c0,
+                                P + (size_t)p0 * K * pw);
     }
 }
 
@@ -803,8 +805,8 @@ static void FL_NAME(rows_worker)(void *ctx, int tid)
 {
     FL_NAME(rows_ctx) *c = ctx;
     const int n = c->nthreads, GH = c->G * c->H;
-    FL_NAME(pack_share)(c->w_hh, c->H, c->H, GH, 1, c->phh, tid, n);  /* w_hh^T */
-    FL_NAME(pack_share)(c->w_ih, c->I, c->I, GH, 1, c->pih, tid, n);  /* w_ih^T */
+    FL_NAME(pack_share)(c->isa, c->w_hh, c->H, c->H, GH, 1, c->phh, tid, n);  /* w_hh^T */
+    FL_NAME(pack_share)(c->isa, c->w_ih, c->I, c->I, GH, 1, c->pih, tid, n);  /* w_ih^T */
     if (n > 1)
         fl_barrier_wait(&c->bar, 0);
     for (int k = tid; k < c->ngroups; k += n)
@@ -842,8 +844,8 @@ static int FL_NAME(forward_rows)(const fl_forward_args *a, const FL_NAME(fl_cell
     c.chunk = want >= T ? T : (want < 1 ? 1 : (int)want);
     size_t at[8];
     const size_t stride = FL_NAME(rows_scratch)(maxm, c.chunk, I, H, G, EH, cell->has_c, at);
-    const size_t n_ih = fl_lines(FL_NAME(fl_panel_size)(I, GH), sizeof(FL_REAL));
-    const size_t n_hh = fl_lines(FL_NAME(fl_panel_size)(H, GH), sizeof(FL_REAL));
+    const size_t n_ih = fl_lines(FL_NAME(fl_panel_size)(isa, I, GH), sizeof(FL_REAL));
+    const size_t n_hh = fl_lines(FL_NAME(fl_panel_size)(isa, H, GH), sizeof(FL_REAL));
     const size_t n_zero = (a->b_ih && a->b_hh) ? 0 : fl_lines((size_t)GH, sizeof(FL_REAL));
     const size_t buf_bytes = sizeof(FL_REAL) * (n_ih + n_hh + n_zero +
                                                 (size_t)nthreads * stride) + FL_LINE;
@@ -965,8 +967,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     size_t s_r = FL_UP((size_t)B * GH), n_r = (size_t)nthreads * s_r;
     size_t n_h = FL_UP((size_t)B * H), n_c = cell->has_c ? n_h : 0;
     size_t n_zero = (a->b_ih && a->b_hh) ? 0 : FL_UP((size_t)GH);
-    size_t s_wt = FL_UP(FL_NAME(fl_panel_size)(H, GH)), n_wt = pack ? (size_t)nthreads * s_wt : 0;
-    size_t s_ih = FL_UP((size_t)G * FL_NAME(fl_panel_size)(I, maxnu));
+    size_t s_wt = FL_UP(FL_NAME(fl_panel_size)(isa, H, GH));
+    size_t n_wt = pack ? (size_t)nthreads * s_wt : 0;
+    size_t s_ih = FL_UP((size_t)G * FL_NAME(fl_panel_size)(isa, I, maxnu));
     /* XP on the panel kernel, from w_ih slices packed per thread: with
      * threads (each projects its own columns) or chunks */
     const int own_proj = nthreads > 1 || chunk < T || pipe;
@@ -1076,7 +1079,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         for (int k = 0; k < c.nchunks; k++)
             atomic_init(&c.pdone[k], 0);
         atomic_init(&c.pnext, 0);
-        FL_NAME(pack_ih_slice)(w_ih, I, G, H, 0, H, c.pih);
+        FL_NAME(pack_ih_slice)(isa, w_ih, I, G, H, 0, H, c.pih);
     }
     if (!fl_pool_run(a->pool, pipe ? 2 : nthreads, FL_NAME(fwd_worker), &c, pipe)) {
         /* no threads to be had: run on this one (a pipeline's chunks are
@@ -1191,17 +1194,17 @@ static void FL_NAME(bwd_products)(FL_NAME(bwd_ctx) *c, int tid)
     const int N = c->pipe ? c->pipe_rem : c->N, acc = c->pipe && c->pipe_any;
     int r0 = (int)((long long)N * tid / n), r1 = (int)((long long)N * (tid + 1) / n);
     if (!c->pipe)  /* (pipelined, thread 1 packed it before the loop ended) */
-        FL_NAME(pack_share)(c->w_ih, I, GH, I, 0, c->p_ih, tid, n);
+        FL_NAME(pack_share)(c->isa, c->w_ih, I, GH, I, 0, c->p_ih, tid, n);
     if (c->src) {  /* this thread's panels of x's valid rows */
-        const int np = (I + FL_PW - 1) / FL_PW;
+        const int pw = FL_PW_OF(c->isa), np = (I + pw - 1) / pw;
         const int p0 = (int)((long long)np * tid / n), p1 = (int)((long long)np * (tid + 1) / n);
-        const int c1 = p1 * FL_PW < I ? p1 * FL_PW : I;
+        const int c1 = p1 * pw < I ? p1 * pw : I;
         if (p1 > p0)
-            FL_NAME(fl_pack_panels_gather)(c->x, I, c->src, N, p0 * FL_PW, c1 - p0 * FL_PW,
-                                           c->p_x + (size_t)p0 * N * FL_PW);
+            FL_NAME(fl_pack_panels_gather)(c->isa, c->x, I, c->src, N, p0 * pw, c1 - p0 * pw,
+                                           c->p_x + (size_t)p0 * N * pw);
     } else
-        FL_NAME(pack_share)(c->x, I, N, I, 0, c->p_x, tid, n);
-    FL_NAME(pack_share)(c->hprev, H, N, H, 0, c->p_h, tid, n);
+        FL_NAME(pack_share)(c->isa, c->x, I, N, I, 0, c->p_x, tid, n);
+    FL_NAME(pack_share)(c->isa, c->hprev, H, N, H, 0, c->p_h, tid, n);
     fl_barrier_wait(&c->bar, 0);
     FL_NAME(fl_gemm_panel)(c->isa, 0, r1 - r0, I, GH, 0, c->dgx + (size_t)r0 * GH, GH, c->p_ih,
                            c->dx + (size_t)r0 * I, I, NULL);
@@ -1230,7 +1233,7 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
     const int H = c->H, G = c->G, GH = G * H, I = c->I;
     FL_REAL *px = c->pipe_buf, *ph = px + c->pipe_ph_at;
     FL_REAL *work = px + c->pipe_work_at;  /* (no block allocates) */
-    FL_NAME(fl_pack_panels)(c->w_ih, I, GH, I, 0, 0, 0, I, c->p_ih);  /* w_ih as GH x I */
+    FL_NAME(fl_pack_panels)(c->isa, c->w_ih, I, GH, I, 0, 0, 0, I, c->p_ih);  /* w_ih as GH x I */
     int pf = c->N, any = 0;  /* rows [pf, N) done here */
     unsigned spins = 0;
     for (;;) {
@@ -1243,10 +1246,10 @@ static void FL_NAME(bwd_pipe)(FL_NAME(bwd_ctx) *c)
                                    c->p_ih, c->dx + (size_t)r0 * I, I, work);
             if (c->src) {
                 FL_NAME(scatter_rows)(c->dx_out, c->dx, c->src, (size_t)r0, (size_t)pf, I);
-                FL_NAME(fl_pack_panels_gather)(c->x, I, c->src + r0, k, 0, I, px);
+                FL_NAME(fl_pack_panels_gather)(c->isa, c->x, I, c->src + r0, k, 0, I, px);
             } else
-                FL_NAME(fl_pack_panels)(c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
-            FL_NAME(fl_pack_panels)(c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
+                FL_NAME(fl_pack_panels)(c->isa, c->x + (size_t)r0 * I, I, k, I, 0, 0, 0, I, px);
+            FL_NAME(fl_pack_panels)(c->isa, c->hprev + (size_t)r0 * H, H, k, H, 0, 0, 0, H, ph);
             FL_NAME(weight_grad_cols)(c->isa, c->dgx + (size_t)r0 * GH, k, GH, 0, GH, px, I,
                                       c->dw_ih, c->db_ih, any, work);
             FL_NAME(weight_grad_cols)(c->isa, c->dgh_full + (size_t)r0 * GH, k, GH, 0, GH, ph, H,
@@ -1318,7 +1321,7 @@ static void FL_NAME(bwd_rows)(FL_NAME(bwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, GH = c->G * H, EH = c->EH, n = c->nthreads;
     const int direct = cell->has_direct;
     const size_t hrow = sizeof(FL_REAL) * (size_t)H;
-    FL_NAME(pack_share)(c->w_hh, H, GH, H, 0, c->wp, tid, n);  /* w_hh (GH x H), shared */
+    FL_NAME(pack_share)(c->isa, c->w_hh, H, GH, H, 0, c->wp, tid, n);  /* w_hh (GH x H), shared */
     if (n > 1)
         fl_barrier_wait(&c->bar, 0);
     FL_REAL *work = c->work + (size_t)tid * c->work_stride;
@@ -1389,7 +1392,7 @@ static void FL_NAME(bwd_steps)(FL_NAME(bwd_ctx) *c, int tid)
     const int B = c->B, H = c->H, GH = c->G * H, nl = c->lthreads;
     const int u0 = c->ul[tid], nu = c->ul[tid + 1] - u0;
     if (c->pack)  /* this thread's units' columns of w_hh (GH x nu) */
-        FL_NAME(fl_pack_panels)(c->w_hh, H, GH, nu, 0, H, u0, nu,
+        FL_NAME(fl_pack_panels)(c->isa, c->w_hh, H, GH, nu, 0, H, u0, nu,
                                 c->wp + (size_t)tid * c->wp_stride);
     fl_solo solo;
     fl_solo_init(&solo, tid, nl);
@@ -1457,10 +1460,11 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t n_step = FL_UP((size_t)B * GH), n_h = FL_UP((size_t)B * H);
     size_t n_c = cell->has_c ? n_h : 0;
     size_t s_xg = packed ? FL_UP(N * I) : 0, n_xg = 2 * s_xg;
-    size_t s_wp = FL_UP(FL_NAME(fl_panel_size)(GH, H)), n_wp = pack ? (size_t)nthreads * s_wp : 0;
-    size_t n_pih = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(GH, I)) : 0;
-    size_t n_px = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)((int)N, I)) : 0;
-    size_t n_ph = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)((int)N, H)) : 0;
+    size_t s_wp = FL_UP(FL_NAME(fl_panel_size)(isa, GH, H));
+    size_t n_wp = pack ? (size_t)nthreads * s_wp : 0;
+    size_t n_pih = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, GH, I)) : 0;
+    size_t n_px = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, I)) : 0;
+    size_t n_ph = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, H)) : 0;
     size_t s_work = FL_UP(fl_panel_work(0, B, GH)), n_work = (size_t)nthreads * s_work;
     /* the loop's threads: below FL_BWD_THREAD_MIN_WORK per step it runs on
      * one thread (a barrier per step would cost more than it saves, and its
@@ -1474,8 +1478,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
      * products (dx rows, and weight gradients, op(A) transposed) */
     size_t s_pipe = fl_panel_work(0, FL_PIPE_ROWS, GH), s_wg = fl_panel_work(1, GH, FL_PIPE_ROWS);
     s_pipe = s_wg > s_pipe ? s_wg : s_pipe;
-    const size_t s_pipe_px = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, I));
-    const size_t s_pipe_ph = FL_UP(FL_NAME(fl_panel_size)(FL_PIPE_ROWS, H));
+    const size_t s_pipe_px = FL_UP(FL_NAME(fl_panel_size)(isa, FL_PIPE_ROWS, I));
+    const size_t s_pipe_ph = FL_UP(FL_NAME(fl_panel_size)(isa, FL_PIPE_ROWS, H));
     size_t n_pipe = pipe ? s_pipe_px + s_pipe_ph + s_pipe : 0;
     /* split by rows: each thread's dh, dc and dgh for its largest group */
     const int maxm = rows ? (B + nthreads - 1) / nthreads : 0;
