@@ -75,10 +75,11 @@ static inline size_t fl_panel_work(int trans_a, int M, int K)
  * it runs at. (AVX2 on 128-byte panels, two passes each, read every other
  * line of a panel in a pass: the product ran 4-8% slower on an AMD Zen 3,
  * the LSTM forward 100x64x512x512 on 2 threads 7%.) */
+#define FL_PANEL_BYTES_OF_VEC(vec_bytes) ((vec_bytes) == 64 ? 128 : 64)
 #define FL_PANEL_BYTES_MAX 128
 static inline int fl_panel_bytes(int isa)
 {
-    return isa == FL_ISA_AVX512 ? 128 : 64;
+    return FL_PANEL_BYTES_OF_VEC(isa == FL_ISA_AVX512 ? 64 : 32);
 }
 
 /* ---- threads (fl_threads.c) ---- */

@@ -218,11 +218,7 @@ void FL_INAME(fl_small_gemm)(int trans_b, int M, int N, int K, FL_REAL beta,
  * so large power-of-two row strides cannot make the rows of B fight over
  * the same cache sets. fl_pack_panels (fl_blas.c) builds them, for the
  * level the product runs at. */
-#if FL_VEC_BYTES == 64
-#define FL_PANEL_BYTES_ISA 128
-#else
-#define FL_PANEL_BYTES_ISA 64
-#endif
+#define FL_PANEL_BYTES_ISA FL_PANEL_BYTES_OF_VEC(FL_VEC_BYTES)
 #define FL_PW (FL_PANEL_BYTES_ISA / (int)sizeof(FL_REAL))
 #define FL_PNR (FL_PANEL_BYTES_ISA / FL_VEC_BYTES)  /* registers per panel row */
 /* A block meets FL_PNJ registers of a panel row at a time (a pass): the
