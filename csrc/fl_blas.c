@@ -152,6 +152,19 @@ void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accum
         FL_NAME_ISA(fl_panel_gemm, _generic)(trans_a, M, N, K, accumulate, A, lda, P, C, ldc, work);
 }
 
+void FL_NAME(fl_col_sums)(int isa, FL_REAL *out, const FL_REAL *m, size_t rows, int cols,
+                          int ld, int accumulate)
+{
+#if FL_X86_DISPATCH
+    if (isa == FL_ISA_AVX512)
+        FL_NAME_ISA(fl_col_sums, _avx512)(out, m, rows, cols, ld, accumulate);
+    else if (isa == FL_ISA_AVX2)
+        FL_NAME_ISA(fl_col_sums, _avx2)(out, m, rows, cols, ld, accumulate);
+    else
+#endif
+        FL_NAME_ISA(fl_col_sums, _generic)(out, m, rows, cols, ld, accumulate);
+}
+
 int FL_NAME(fl_gemm_whole)(const fl_blas *blas, int isa, int trans_a, int trans_b,
                            int M, int N, int K, const FL_REAL *A, int lda,
                            const FL_REAL *B, int ldb, FL_REAL *C, int ldc)

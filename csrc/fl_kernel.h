@@ -93,6 +93,11 @@ void FL_NAME(fl_pack_panels_gather)(int isa, const FL_REAL *src, int ld, const i
 void FL_NAME(fl_gemm_panel)(int isa, int trans_a, int M, int N, int K, int accumulate,
                             const FL_REAL *A,
                             int lda, const FL_REAL *P, FL_REAL *C, int ldc, FL_REAL *work);
+/* out[k] (= or +=) the sum of column k of m (rows x cols, row stride ld),
+ * k < cols; the rows are added in order (out's first, when accumulate).
+ * out and m do not overlap. */
+void FL_NAME(fl_col_sums)(int isa, FL_REAL *out, const FL_REAL *m, size_t rows, int cols,
+                          int ld, int accumulate);
 /* A whole-sequence product C = op(A) op(B) (alpha 1, beta 0): through the
  * BLAS when it is large (unless fl_own_products), else on fl_panel_gemm in
  * this thread (B packed, A transposed when needed), which spares a small
@@ -165,6 +170,9 @@ typedef struct {
                                          const FL_REAL *restrict P,                 \
                                          FL_REAL *restrict C, int ldc,              \
                                          FL_REAL *restrict work);                   \
+    void FL_NAME_ISA(fl_col_sums, isa)(FL_REAL *restrict out,                       \
+                                       const FL_REAL *restrict m, size_t rows,      \
+                                       int cols, int ld, int accumulate);           \
     void FL_NAME_ISA(fl_small_gemm, isa)(int trans_b, int M, int N, int K,          \
                                          FL_REAL beta, const FL_REAL *restrict A,   \
                                          int lda, const FL_REAL *restrict B,        \

@@ -483,6 +483,42 @@ static void FL_INAME(panel_rows)(int M, int N, int K, int accumulate, const FL_R
     }
 }
 
+/* out[k] (= or +=) the sum over the rows of m (rows x cols, row stride ld)
+ * of m[i * ld + k]: FL_CS_NV registers of columns at a time, summed in
+ * registers down every row (row 0 first: the order of a plain loop, so the
+ * same sums). Bias gradients: the column sums of the gate gradients. */
+#define FL_CS_NV 8
+void FL_INAME(fl_col_sums)(FL_REAL *restrict out, const FL_REAL *restrict m, size_t rows,
+                           int cols, int ld, int accumulate)
+{
+    int k0 = 0;
+    for (; k0 + FL_CS_NV * FL_VL <= cols; k0 += FL_CS_NV * FL_VL) {
+        FL_INAME(fl_vec) acc[FL_CS_NV];
+        for (int j = 0; j < FL_CS_NV; j++)
+            acc[j] = accumulate ? FL_INAME(vload)(out + k0 + j * FL_VL) : (FL_INAME(fl_vec)){0};
+        for (size_t i = 0; i < rows; i++) {
+            const FL_REAL *row = m + i * (size_t)ld + k0;
+            for (int j = 0; j < FL_CS_NV; j++)
+                acc[j] += FL_INAME(vload)(row + j * FL_VL);
+        }
+        for (int j = 0; j < FL_CS_NV; j++)
+            memcpy(out + k0 + j * FL_VL, &acc[j], sizeof acc[j]);
+    }
+    for (; k0 + FL_VL <= cols; k0 += FL_VL) {  /* single registers */
+        FL_INAME(fl_vec) acc = accumulate ? FL_INAME(vload)(out + k0) : (FL_INAME(fl_vec)){0};
+        for (size_t i = 0; i < rows; i++)
+            acc += FL_INAME(vload)(m + i * (size_t)ld + k0);
+        memcpy(out + k0, &acc, sizeof acc);
+    }
+    for (; k0 < cols; k0++) {  /* the last few columns */
+        FL_REAL acc = accumulate ? out[k0] : (FL_REAL)0;
+        for (size_t i = 0; i < rows; i++)
+            acc += m[i * (size_t)ld + k0];
+        out[k0] = acc;
+    }
+}
+#undef FL_CS_NV
+
 #define FL_KC FL_PANEL_KC
 #define FL_MC FL_PANEL_MC
 #define FL_KLONG FL_PANEL_KLONG

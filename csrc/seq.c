@@ -1108,19 +1108,6 @@ done:
     return st;
 }
 
-/* out[k] = sum over rows of m (rows x cols, row stride ld), k < cols */
-static void FL_NAME(col_sums)(FL_REAL *out, const FL_REAL *m, size_t rows, int cols, int ld,
-                              int accumulate)
-{
-    if (!accumulate)
-        memset(out, 0, sizeof(FL_REAL) * (size_t)cols);
-    for (size_t i = 0; i < rows; i++) {
-        const FL_REAL *row = m + i * ld;
-        for (int k = 0; k < cols; k++)
-            out[k] += row[k];
-    }
-}
-
 /* What the steps of one backward call share (units split as in forward). */
 typedef struct {
     const FL_NAME(fl_cell) *cell;
@@ -1177,7 +1164,7 @@ static void FL_NAME(weight_grad_cols)(int isa, const FL_REAL *D, int N, int GH, 
     FL_NAME(fl_gemm_panel)(isa, 1, c1 - c0, K, N, accumulate, D + c0, GH, P,
                            dW + (size_t)c0 * K, K, work);
     if (db)
-        FL_NAME(col_sums)(db + c0, D + c0, (size_t)N, c1 - c0, GH, accumulate);
+        FL_NAME(fl_col_sums)(isa, db + c0, D + c0, (size_t)N, c1 - c0, GH, accumulate);
 }
 
 /* A thread's share of the whole-sequence products after the time loop:
@@ -1561,7 +1548,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     }
     c.x = x, c.w_ih = w_ih, c.I = I, c.N = (int)N;
     c.dx = packed ? dxg : (FL_REAL *)a->dx;
-    c.dw_ih = a->dw_ih, c.dw_hh = a->dw_hh, c.db_ih = a->db_ih, c.db_hh = a->db_hh;
+    c.dw_ih = a->dw_ih, c.dw_hh = a->dw_hh, c.db_ih = a->db_ih;
+    /* where dgh is dgx (all but GRU), db_hh is db_ih: copied at the end */
+    c.db_hh = cell->split_dgh ? a->db_hh : NULL;
 
     /* with several threads, they compute the products too, so that the BLAS's
      * pool never runs beside fastlstm's threads */
@@ -1602,10 +1591,13 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
             st = FL_NAME(fl_gemm_whole)(blas, isa, 1, 0, GH, H, (int)N, c.dgh_full, GH,
                                         c.hprev, H, a->dw_hh, H);
         if (st == FL_OK && a->db_ih) {
-            FL_NAME(col_sums)(a->db_ih, c.dgx, N, GH, GH, 0);
-            FL_NAME(col_sums)(a->db_hh, c.dgh_full, N, GH, GH, 0);
+            FL_NAME(fl_col_sums)(isa, a->db_ih, c.dgx, N, GH, GH, 0);
+            if (cell->split_dgh)
+                FL_NAME(fl_col_sums)(isa, a->db_hh, c.dgh_full, N, GH, GH, 0);
         }
     }
+    if (st == FL_OK && a->db_ih && !cell->split_dgh)
+        memcpy(a->db_hh, a->db_ih, sizeof(FL_REAL) * (size_t)GH);
     if (packed && !c.src) {  /* (with threads, they scattered their rows) */
         FL_REAL *dx = a->dx;
         for (size_t r = 0; r < (size_t)T * B; r++) {
