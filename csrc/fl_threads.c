@@ -14,6 +14,7 @@
  * (fl_solo_wait).
  */
 #include <stdlib.h>
+#include <string.h>
 #include "fl_kernel_common.h"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -154,6 +155,19 @@ int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int
 {
     return requested > 1 && T > 1 && !ragged && (double)B * GH * H < FL_THREAD_MIN_WORK &&
            (double)T * B * GH * n_in >= FL_PIPE_MIN_WORK;
+}
+
+int fl_test_pre(void)
+{
+    const char *env = getenv("FASTLSTM_TEST_PRE");
+    return env && strcmp(env, "1") == 0;
+}
+
+int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+{
+    return !ragged && B > FL_THREAD_MAX_B &&
+           (fl_test_pre() || (double)T * B * GH * ((double)n_in + H) >= FL_PRE_MIN_WORK) &&
+           fl_threads_for(requested, T, B, H, GH, 1) > 1;
 }
 
 int fl_row_threads(int requested, int T, int B, int H, int GH)

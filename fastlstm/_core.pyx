@@ -122,6 +122,7 @@ cdef extern from "fl_kernel_common.h" nogil:
     int fl_isa()
     int fl_row_threads(int requested, int T, int B, int H, int GH)
     int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+    int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
 
 cdef extern from *:
     """
@@ -172,6 +173,13 @@ def isa():
     """The instruction-set copy of the kernels a call made now would run:
     'generic', 'avx2' or 'avx512' (the CPU's best, capped by FASTLSTM_ISA)."""
     return ("generic", "avx2", "avx512")[fl_isa()]
+
+
+def pre_projection(int requested, int T, int B, int n_in, int H, int GH):
+    """Whether a dense inference forward of these sizes projects its whole
+    input first and splits its steps by units (tests use this to know which
+    path runs; FASTLSTM_TEST_PRE=1 lowers the work it takes)."""
+    return bool(fl_pre_projection(requested, T, B, n_in, H, GH, 0))
 
 
 def row_threads(int requested, int T, int B, int H, int GH):

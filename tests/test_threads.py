@@ -327,3 +327,36 @@ def test_threaded_calls_work_in_a_forked_child(threads):
         got = pool.map_async(_pool_work, range(3)).get(timeout=120)
     for g, w in zip(got, want):
         _assert_same(g, w)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_projection_then_units_split_matches_reference(threads, monkeypatch, n, cell,
+                                                             dtype):
+    # Inference above 64 rows with much work in all projects the whole input
+    # first (the BLAS) and then splits the steps by units on fastlstm's
+    # threads; FASTLSTM_TEST_PRE=1 takes that path at this size (and
+    # FASTLSTM_TEST_UNITS=1 keeps the batch from splitting its rows). The
+    # leader going on alone at any step gives the same results.
+    threads(n)
+    T, B, H = 6, 72, 64
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    assert not _core.pre_projection(n, T, B, 7, H, G * H)
+    monkeypatch.setenv("FASTLSTM_TEST_PRE", "1")
+    assert _core.pre_projection(n, T, B, 7, H, G * H)
+    monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
+    fwd, _ = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype)
+    forward = getattr(fastlstm, cell + "_forward")
+    tol = TOLERANCE[np.dtype(dtype)]
+    for f in forward_variants(cell, fwd):
+        want = getattr(reference, cell + "_forward")(**f, training=False)
+        got = forward(**f, training=False)
+        for a, b in zip(got[:-1], want[:-1]):
+            np.testing.assert_allclose(a, b, **tol)
+        for step in (0, 1, T - 1):
+            monkeypatch.setenv("FASTLSTM_TEST_SOLO", str(step))
+            alone = forward(**f, training=False)
+            monkeypatch.delenv("FASTLSTM_TEST_SOLO")
+            for a, b in zip(alone[:-1], got[:-1]):
+                np.testing.assert_array_equal(a, b)
