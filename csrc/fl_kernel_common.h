@@ -149,9 +149,10 @@ static inline int fl_panel_bytes(int isa)
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
 #endif
-/* inference above FL_THREAD_MAX_B with at least this many multiply-adds
- * in all (T * B * G*H * (I + H)) projects first and splits the steps by
- * units (fl_pre_projection) */
+/* a forward above FL_THREAD_MAX_B rows with at least this many
+ * multiply-adds (T * B * G*H * (I + H)) projects first and splits the steps
+ * by units, and its backward's loop runs on fastlstm's threads
+ * (fl_pre_projection) */
 #ifndef FL_PRE_MIN_WORK
 #define FL_PRE_MIN_WORK 3e10
 #endif
@@ -215,18 +216,22 @@ long long fl_now_ns(void);
 /* How many threads a time loop of these sizes should use, at most `requested`;
  * any_b: batches above FL_THREAD_MAX_B too (when the kernels do every product). */
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
-/* 1 when an inference forward of that shape (on `requested` threads, the
- * BLAS taking the large products) projects the whole input first, in one
- * BLAS call, and then splits its steps by units on fastlstm's threads,
- * rather than leaving every step's product to the BLAS (which repacks w_hh
- * each step): above FL_THREAD_MAX_B rows, dense, with FL_PRE_MIN_WORK
- * multiply-adds in all (FASTLSTM_TEST_PRE=1: any, for tests). The BLAS's
- * idle threads go on spinning for a while after the projection, beside the
- * steps' threads: a fixed cost that a short call does not earn back (AMD
- * Zen 3, OpenBLAS, 2 threads, in-process pairs, 50x128x1024x1024: LSTM
- * +7.5%, GRU +5.4%, RNN -14% (13G multiply-adds); RNN 200x128x1024x1024
- * +6.6%. The B = 64 steps split so after a whole projection by the BLAS
- * ran 30% slower than with chunks projected on fastlstm's threads.) */
+/* 1 when a forward of that shape (on `requested` threads, the BLAS taking
+ * the large products) projects the whole input first, in one BLAS call, and
+ * then splits its steps by units on fastlstm's threads, rather than leaving
+ * every step's product to the BLAS (which repacks w_hh each step); the
+ * backward then runs its time loop on fastlstm's threads too, and its
+ * whole-sequence products on the BLAS after it. Above FL_THREAD_MAX_B rows,
+ * dense, with FL_PRE_MIN_WORK multiply-adds in the forward (FASTLSTM_TEST_PRE=1:
+ * any, for tests). The BLAS's idle threads go on spinning for a while after
+ * a call, beside fastlstm's: a fixed cost that a short call does not earn
+ * back (AMD Zen 3, OpenBLAS, 2 threads, in-process pairs,
+ * 50x128x1024x1024 inference: LSTM +7.5%, GRU +5.4%, RNN -14% (13G
+ * multiply-adds); RNN 200x128x1024x1024 +6.6%; forward+backward, LSTM
+ * +6.2%, GRU +14%, where the training forward alone had gained 11% but
+ * slowed the BLAS's backward after it by 5%. The B = 64 steps split so
+ * after a whole projection by the BLAS ran 30% slower than with chunks
+ * projected on fastlstm's threads.) */
 int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged);
 /* Threads of a dense batch's forward split by rows (1: not split so). */
 int fl_row_threads(int requested, int T, int B, int H, int GH);

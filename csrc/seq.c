@@ -20,8 +20,9 @@
  * Threads: a time loop with enough rows per thread splits the batch's
  * rows (forward_rows, bwd_rows: each thread runs every step of its rows
  * alone); smaller batches split the hidden units, with a barrier per step
- * (fwd_steps, bwd_steps; a large inference above FL_THREAD_MAX_B rows after
- * one BLAS call projects all of x, fl_pre_projection). A forward whose steps
+ * (fwd_steps, bwd_steps; also large calls above FL_THREAD_MAX_B rows, the
+ * forward after one BLAS call projects all of x, the backward before its
+ * whole-sequence products on the BLAS: fl_pre_projection). A forward whose steps
  * stay on one thread may have a second project the input ahead of them
  * (pipe_project).
  *
@@ -915,10 +916,9 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int nrows = fl_test_units() ? 1 : fl_row_threads(a->num_threads, T, B, H, GH);
     if (nrows > 1)
         return FL_NAME(forward_rows)(a, cell, isa, nrows);
-    /* inference at a large batch: the whole projection first, then the
+    /* a large batch with much work: the whole projection first, then the
      * steps split by units (fl_pre_projection) */
-    const int pre = !training && !own &&
-                    fl_pre_projection(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
+    const int pre = !own && fl_pre_projection(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own || pre);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     FL_NAME(fwd_ctx) c;
@@ -1443,7 +1443,11 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         return FL_ERR_ARG;
 
     const int own = fl_own_products(blas, isa);
-    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own);
+    /* where the forward projected first (fl_pre_projection), the time loop
+     * runs on fastlstm's threads and the whole-sequence products on the
+     * BLAS after it (`post`) */
+    const int post = !own && fl_pre_projection(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
+    int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own || post);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     /* the loop split by rows (bwd_rows) where the forward's would be */
     const int rows = nthreads > 1 && !fl_test_units() &&
@@ -1462,9 +1466,11 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     size_t s_xg = packed ? FL_UP(N * I) : 0, n_xg = 2 * s_xg;
     size_t s_wp = FL_UP(FL_NAME(fl_panel_size)(isa, GH, H));
     size_t n_wp = pack ? (size_t)nthreads * s_wp : 0;
-    size_t n_pih = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, GH, I)) : 0;
-    size_t n_px = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, I)) : 0;
-    size_t n_ph = nthreads > 1 ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, H)) : 0;
+    /* the products' shared panels (threads, unless post) */
+    const int products = nthreads > 1 && !post;
+    size_t n_pih = products ? FL_UP(FL_NAME(fl_panel_size)(isa, GH, I)) : 0;
+    size_t n_px = products ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, I)) : 0;
+    size_t n_ph = products ? FL_UP(FL_NAME(fl_panel_size)(isa, (int)N, H)) : 0;
     size_t s_work = FL_UP(fl_panel_work(0, B, GH)), n_work = (size_t)nthreads * s_work;
     /* the loop's threads: below FL_BWD_THREAD_MIN_WORK per step it runs on
      * one thread (a barrier per step would cost more than it saves, and its
@@ -1472,7 +1478,8 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
      * a second thread computes the products of the rows it has finished
      * meanwhile (time order only: in reverse, finished rows are not a
      * suffix of the workspace) */
-    const int lthreads = rows || (double)B * GH * H < FL_BWD_THREAD_MIN_WORK ? 1 : nthreads;
+    const int lthreads =
+        rows || ((double)B * GH * H < FL_BWD_THREAD_MIN_WORK && !post) ? 1 : nthreads;
     const int pipe = !rows && lthreads == 1 && nthreads > 1 && !a->reverse;
     /* thread 1's blocks: x and hprev rows in panels, and the scratch of its
      * products (dx rows, and weight gradients, op(A) transposed) */
@@ -1566,14 +1573,15 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
     c.db_hh = cell->split_dgh ? a->db_hh : NULL;
 
     /* with several threads, they compute the products too, so that the BLAS's
-     * pool never runs beside fastlstm's threads */
+     * pool never runs beside fastlstm's threads (with post, the BLAS does,
+     * after them) */
     c.lthreads = lthreads;
     c.pipe = pipe;
     atomic_init(&c.done_from, (int)N);
     atomic_init(&c.loop_done, 0);
     fl_split_units(c.ul, c.lthreads, H);
     c.nthreads = nthreads;
-    c.products = nthreads > 1;
+    c.products = products;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
     if (c.lthreads > 1)

@@ -176,9 +176,11 @@ def isa():
 
 
 def pre_projection(int requested, int T, int B, int n_in, int H, int GH):
-    """Whether a dense inference forward of these sizes projects its whole
-    input first and splits its steps by units (tests use this to know which
-    path runs; FASTLSTM_TEST_PRE=1 lowers the work it takes)."""
+    """Whether a dense forward of these sizes projects its whole input first
+    and splits its steps by units, and its backward runs its loop on
+    fastlstm's threads and its whole-sequence products on the BLAS after it
+    (tests use this to know which path runs; FASTLSTM_TEST_PRE=1 lowers the
+    work it takes)."""
     return bool(fl_pre_projection(requested, T, B, n_in, H, GH, 0))
 
 

@@ -334,11 +334,13 @@ def test_threaded_calls_work_in_a_forked_child(threads):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_whole_projection_then_units_split_matches_reference(threads, monkeypatch, n, cell,
                                                              dtype):
-    # Inference above 64 rows with much work in all projects the whole input
-    # first (the BLAS) and then splits the steps by units on fastlstm's
-    # threads; FASTLSTM_TEST_PRE=1 takes that path at this size (and
-    # FASTLSTM_TEST_UNITS=1 keeps the batch from splitting its rows). The
-    # leader going on alone at any step gives the same results.
+    # Above 64 rows with much work in all, a forward projects the whole input
+    # first (the BLAS) and then splits its steps by units on fastlstm's
+    # threads, and the backward runs its time loop so too, with the
+    # whole-sequence products on the BLAS after it; FASTLSTM_TEST_PRE=1 takes
+    # that path at this size (and FASTLSTM_TEST_UNITS=1 keeps the batch from
+    # splitting its rows). The leader going on alone at any step gives the
+    # same results.
     threads(n)
     T, B, H = 6, 72, 64
     G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
@@ -346,10 +348,14 @@ def test_whole_projection_then_units_split_matches_reference(threads, monkeypatc
     monkeypatch.setenv("FASTLSTM_TEST_PRE", "1")
     assert _core.pre_projection(n, T, B, 7, H, G * H)
     monkeypatch.setenv("FASTLSTM_TEST_UNITS", "1")
-    fwd, _ = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype)
+    fwd, bwd = make_problem(cell, T=T, B=B, I=7, H=H, dtype=dtype)
+    # (upstream gradients scaled so that the weight gradients stay near 1,
+    # as in the rows-split test above)
+    bwd = {k: (v / np.sqrt(T * B)).astype(dtype) for k, v in bwd.items()}
     forward = getattr(fastlstm, cell + "_forward")
     tol = TOLERANCE[np.dtype(dtype)]
     for f in forward_variants(cell, fwd):
+        assert_fast_matches_reference(cell, f, bwd)
         want = getattr(reference, cell + "_forward")(**f, training=False)
         got = forward(**f, training=False)
         for a, b in zip(got[:-1], want[:-1]):
