@@ -226,7 +226,9 @@ _gemm_mode = "auto"
 
 def set_gemm(str mode):
     """Where the large products run: 'own' (fastlstm's kernel, at every
-    size), 'blas' (the BLAS takes the large ones) or 'auto' (own when the
+    size), 'blas' (the BLAS takes the large ones: the whole-sequence
+    products, and the steps of batches above 64 except in calls on several
+    threads with much work in all) or 'auto' (own when the
     BLAS is an OpenBLAS without AVX-512 kernels on a CPU with AVX-512).
     Returns the mode that was in force."""
     global _gemm_mode
