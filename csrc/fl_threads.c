@@ -157,7 +157,7 @@ int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int
            (double)T * B * GH * n_in >= FL_PIPE_MIN_WORK;
 }
 
-int fl_test_pre(void)
+static int fl_test_pre(void)
 {
     const char *env = getenv("FASTLSTM_TEST_PRE");
     return env && strcmp(env, "1") == 0;
