@@ -1,6 +1,11 @@
 """The kernels' own sigmoid and tanh (``fastlstm._core.activation``) against
 exact values, and the kernels' thread safety.
 
+The activations are compiled into each instruction-set copy of the kernels
+(generic, AVX2+FMA, AVX-512), and each copy rounds differently (fused
+multiply-adds); ``activation`` runs the copy the kernels would run, so the
+accuracy tests run once per copy this machine has (FASTLSTM_ISA caps it).
+
 Exact values are computed in long double (x87 extended precision on x86-64,
 at least float64 elsewhere) from the float32/float64 input; the error bound is
 4 ulp, i.e. a relative error of at most 4 * finfo(dtype).eps, wherever the
@@ -25,6 +30,15 @@ LD = np.longdouble
 # the reference computation must be more precise than float64 for the f64
 # bound to mean anything; where long double is plain double we still test f32
 EXTENDED = np.finfo(LD).eps < np.finfo(np.float64).eps
+
+
+@pytest.fixture(params=["generic", "avx2", "avx512"])
+def isa(request, monkeypatch):
+    """Each instruction-set copy this machine runs (the others are skipped)."""
+    monkeypatch.setenv("FASTLSTM_ISA", request.param)
+    if _core.isa() != request.param:
+        pytest.skip(f"this CPU has no {request.param} copy to run")
+    return request.param
 
 
 def exact(kind, v):
@@ -64,7 +78,7 @@ def _need_precision(dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_dense_grid(kind, dtype):
+def test_dense_grid(isa, kind, dtype):
     _need_precision(dtype)
     v = np.linspace(-50, 50, 400_001).astype(dtype)
     err, where = max_ulp_error(kind, v)
@@ -73,7 +87,7 @@ def test_dense_grid(kind, dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_tiny_magnitudes(kind, dtype):
+def test_tiny_magnitudes(isa, kind, dtype):
     _need_precision(dtype)
     g = np.geomspace(1e-30, 1, 20_001)
     v = np.concatenate([g, -g]).astype(dtype)
@@ -86,7 +100,7 @@ def test_tiny_magnitudes(kind, dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_near_the_branch_points(kind, dtype):
+def test_near_the_branch_points(isa, kind, dtype):
     """Dense sampling around the places the approximation switches: 0, and
     the Cody-Waite half steps where the reduction's n changes (tanh reduces
     -2|v|, so its first ones are at |v| = ln2/4 and 3 ln2/4). 1/8, where an
@@ -106,7 +120,7 @@ LOG_TINY = {np.float32: float(np.log(np.finfo(np.float32).tiny)),   # -87.336...
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_whole_normal_range(kind, dtype):
+def test_whole_normal_range(isa, kind, dtype):
     """From below log(tiny) up to the positive saturation region: 4 ulp
     wherever the exact value is normal (points where it is subnormal are
     left out by max_ulp_error)."""
@@ -119,7 +133,7 @@ def test_whole_normal_range(kind, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sigmoid_is_not_flushed_where_exact_is_normal(dtype):
+def test_sigmoid_is_not_flushed_where_exact_is_normal(isa, dtype):
     """Regression: e^v was once flushed to 0 below -87 (f32) / -708 (f64), although
     it stays normal down to log(FLT_MIN) = -87.336 / log(DBL_MIN) = -708.396."""
     _need_precision(dtype)
@@ -134,7 +148,7 @@ def test_sigmoid_is_not_flushed_where_exact_is_normal(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_subnormal_sigmoid_is_tiny_and_nonnegative(dtype):
+def test_subnormal_sigmoid_is_tiny_and_nonnegative(isa, dtype):
     """Where the exact sigmoid is subnormal (or below), the kernel gives a
     value in [0, tiny): no negative or large garbage."""
     v = np.linspace(-2000, LOG_TINY[dtype] - 0.01, 10_001).astype(dtype)
@@ -144,7 +158,7 @@ def test_subnormal_sigmoid_is_tiny_and_nonnegative(dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_tanh_is_odd_and_sigmoid_symmetric(kind, dtype):
+def test_tanh_is_odd_and_sigmoid_symmetric(isa, kind, dtype):
     v = np.random.default_rng(0).uniform(-30, 30, 100_001).astype(dtype)
     a, b = act(kind, v), act(kind, -v)
     if kind == "tanh":
@@ -155,7 +169,7 @@ def test_tanh_is_odd_and_sigmoid_symmetric(kind, dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_monotone_and_bounded(kind, dtype):
+def test_monotone_and_bounded(isa, kind, dtype):
     """On a grid whose steps are well above the few-ulp error (adjacent floats
     may be out of order by an ulp, which the 4-ulp bound allows)."""
     v = np.linspace(-60, 60, 200_001).astype(dtype)
@@ -179,7 +193,7 @@ SPECIAL = [  # (value, sigmoid, tanh); a list, since 0.0 == -0.0 as dict keys
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_special_values(kind, dtype):
+def test_special_values(isa, kind, dtype):
     vals = np.array([s[0] for s in SPECIAL], dtype)
     want = np.array([s[1 + KINDS.index(kind)] for s in SPECIAL], dtype)
     assert np.signbit(vals[5]) and not np.signbit(vals[4])
@@ -193,7 +207,7 @@ def test_special_values(kind, dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_saturation_is_exact(kind, dtype):
+def test_saturation_is_exact(isa, kind, dtype):
     """Beyond the point where the exact value rounds to 0 / 1 / -1 the kernel
     gives exactly that value (no 1 - tiny, no overflow)."""
     big = np.concatenate([np.linspace(50, 1e4, 5001), np.geomspace(1e4, 1e30, 200)]).astype(dtype)
@@ -207,7 +221,7 @@ def test_saturation_is_exact(kind, dtype):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shapes_layouts_and_no_fp_warnings(kind, dtype):
+def test_shapes_layouts_and_no_fp_warnings(isa, kind, dtype):
     """Any shape or layout in, the same shape and dtype out, the input
     untouched, and no NumPy floating-point warnings for extreme inputs."""
     rng = np.random.default_rng(1)
