@@ -74,9 +74,8 @@ static inline void FL_NAME(panel_rows_copy)(int pw, const FL_REAL *src, int ld, 
     for (int k = 0; k < K; k++) {
         FL_REAL *prow = panel + (size_t)k * pw;
         const FL_REAL *s = src + (size_t)(rows ? rows[k] : k) * ld + c0;
-        if (nw == pw) {
-            for (int l = 0; l < pw; l++)
-                prow[l] = s[l];
+        if (nw == pw) {  /* (a constant length: vector moves) */
+            memcpy(prow, s, sizeof(FL_REAL) * (size_t)pw);
             continue;
         }
         memcpy(prow, s, sizeof(FL_REAL) * (size_t)nw);
