@@ -71,8 +71,8 @@ typedef void (*fl_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
  * above a few million multiply-adds, and the per-step products of batches
  * above 64 (fastlstm's threads then leave the time loop to the BLAS's),
  * except in calls on several threads with much work in all, whose steps
- * run on fastlstm's threads between the BLAS's products (fl_pre_projection
- * in fl_kernel_common.h).
+ * run on fastlstm's threads (a backward's before the BLAS's products;
+ * fl_pre_projection and fl_post_products in fl_kernel_common.h).
  * own != 0 runs every product fastlstm's own kernel can take on that kernel
  * and its threads, at any size: for a BLAS slower than it (one built for
  * narrower vectors than the CPU has, say). The results agree to rounding.

@@ -149,12 +149,16 @@ static inline int fl_panel_bytes(int isa)
 #ifndef FL_THREAD_MAX_B
 #define FL_THREAD_MAX_B 64
 #endif
-/* a forward above FL_THREAD_MAX_B rows with at least this many
+/* a forward above FL_THREAD_MAX_B rows with at least FL_PRE_MIN_WORK
  * multiply-adds (T * B * G*H * (I + H)) projects first and splits the steps
- * by units, and its backward's loop runs on fastlstm's threads
- * (fl_pre_projection) */
+ * by units (fl_pre_projection); a backward with at least FL_POST_MIN_WORK
+ * runs its loop on fastlstm's threads and its whole-sequence products on
+ * the BLAS after it (fl_post_products) */
 #ifndef FL_PRE_MIN_WORK
-#define FL_PRE_MIN_WORK 3e10
+#define FL_PRE_MIN_WORK 4e9
+#endif
+#ifndef FL_POST_MIN_WORK
+#define FL_POST_MIN_WORK 3e10
 #endif
 
 /* A spinning barrier of n threads. `word` holds the arrivals of the current
@@ -217,22 +221,33 @@ long long fl_now_ns(void);
  * any_b: batches above FL_THREAD_MAX_B too (when the kernels do every product). */
 int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
 /* 1 when a forward of that shape (on `requested` threads, the BLAS taking
- * the large products) projects the whole input first, in one BLAS call, and
- * then splits its steps by units on fastlstm's threads, rather than leaving
- * every step's product to the BLAS (which repacks w_hh each step); the
- * backward then runs its time loop on fastlstm's threads too, and its
- * whole-sequence products on the BLAS after it. Above FL_THREAD_MAX_B rows,
- * dense, with FL_PRE_MIN_WORK multiply-adds in the forward (FASTLSTM_TEST_PRE=1:
- * any, for tests). The BLAS's idle threads go on spinning for a while after
- * a call, beside fastlstm's: a fixed cost that a short call does not earn
- * back (AMD Zen 3, OpenBLAS, 2 threads, in-process pairs,
- * 50x128x1024x1024 inference: LSTM +7.5%, GRU +5.4%, RNN -14% (13G
- * multiply-adds); RNN 200x128x1024x1024 +6.6%; forward+backward, LSTM
- * +6.2%, GRU +14%, where the training forward alone had gained 11% but
- * slowed the BLAS's backward after it by 5%. The B = 64 steps split so
- * after a whole projection by the BLAS ran 30% slower than with chunks
- * projected on fastlstm's threads.) */
+ * the large products) has each of fastlstm's threads project the whole
+ * input for its units on the panel kernel and then run its units of every
+ * step, rather than leaving every step's product to the BLAS (which repacks
+ * w_hh each step). Above FL_THREAD_MAX_B rows, dense, with FL_PRE_MIN_WORK
+ * multiply-adds (FASTLSTM_TEST_PRE=1: any, for tests). Until the change
+ * below, the whole projection was one BLAS call; its idle threads went on
+ * spinning for about 0.1 s beside fastlstm's (4.6% of a profile's samples
+ * at LSTM 50x128x1024x1024), which a short call did not earn back (RNN
+ * 50x128x1024x1024, 13G multiply-adds, -14%), hence a rule of 30G then. On
+ * fastlstm's threads (AMD Zen 3, 2 threads, in-process pairs, inference
+ * against the BLAS's projection): LSTM 50x128x1024x1024 +7.9%, GRU +10.9%,
+ * RNN 200x128x1024x1024 +8.1%; against every step on the BLAS: RNN
+ * 50x128x1024x1024 +10.9%, LSTM 10x128x1024x1024 (10.7G) +11%,
+ * 20x128x512x512 (5.4G) +12.8%, RNN 20x128x1024x1024 (5.4G) +7%, GRU
+ * 100x96x512x512 +19%; LSTM 5x128x512x512 (1.3G) ran 25% slower in the
+ * median, hence 4G. The B = 64 steps split so after a whole projection by
+ * the BLAS had run 30% slower than with chunks projected on fastlstm's
+ * threads. */
 int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged);
+/* 1 when a backward of that shape runs its time loop on fastlstm's threads,
+ * split by units, and then its whole-sequence products on the BLAS, rather
+ * than every step's product on the BLAS: as fl_pre_projection, with
+ * FL_POST_MIN_WORK multiply-adds (AMD Zen 3, 2 threads, in-process pairs:
+ * LSTM forward+backward 50x128x1024x1024 +6.2%, GRU +14%, with the forward
+ * then projecting by the BLAS; LSTM 20x128x512x512, 5.4G, forward+backward
+ * 10% slower so). */
+int fl_post_products(int requested, int T, int B, int n_in, int H, int GH, int ragged);
 /* Threads of a dense batch's forward split by rows (1: not split so). */
 int fl_row_threads(int requested, int T, int B, int H, int GH);
 /* 1 when a forward of that shape (on `requested` threads) runs its steps on

@@ -163,11 +163,22 @@ static int fl_test_pre(void)
     return env && strcmp(env, "1") == 0;
 }
 
-int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+static int fl_large_call(int requested, int T, int B, int n_in, int H, int GH, int ragged,
+                         double min_work)
 {
     return !ragged && B > FL_THREAD_MAX_B &&
-           (fl_test_pre() || (double)T * B * GH * ((double)n_in + H) >= FL_PRE_MIN_WORK) &&
+           (fl_test_pre() || (double)T * B * GH * ((double)n_in + H) >= min_work) &&
            fl_threads_for(requested, T, B, H, GH, 1) > 1;
+}
+
+int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+{
+    return fl_large_call(requested, T, B, n_in, H, GH, ragged, FL_PRE_MIN_WORK);
+}
+
+int fl_post_products(int requested, int T, int B, int n_in, int H, int GH, int ragged)
+{
+    return fl_large_call(requested, T, B, n_in, H, GH, ragged, FL_POST_MIN_WORK);
 }
 
 int fl_row_threads(int requested, int T, int B, int H, int GH)

@@ -21,8 +21,9 @@
  * rows (forward_rows, bwd_rows: each thread runs every step of its rows
  * alone); smaller batches split the hidden units, with a barrier per step
  * (fwd_steps, bwd_steps; also large calls above FL_THREAD_MAX_B rows, the
- * forward after one BLAS call projects all of x, the backward before its
- * whole-sequence products on the BLAS: fl_pre_projection). A forward whose steps
+ * forward after each thread has projected all of x for its units, the
+ * backward before its whole-sequence products on the BLAS:
+ * fl_pre_projection, fl_post_products). A forward whose steps
  * stay on one thread may have a second project the input ahead of them
  * (pipe_project).
  *
@@ -409,7 +410,6 @@ typedef struct {
     size_t pih_stride;
     int I, chunk;  /* in training XP is the gates array, every row of it */
     int own_proj;  /* XP projected chunk by chunk on the panel kernel (pih) */
-    int preprojected;  /* XP holds every row already (pre) */
     /* pipelined projection (one thread runs the steps, another projects
      * the chunks ahead of them): chunks claimed in order from pnext, and
      * pdone[k] set once chunk k of XP is written */
@@ -609,7 +609,7 @@ static void FL_NAME(fwd_steps)(FL_NAME(fwd_ctx) *c, int tid)
         if (nact == 0)
             break;
         fl_solo_step(&solo);
-        int project = s == s_end && !c->preprojected;
+        int project = s == s_end;
         if (project)  /* the next chunk of steps */
             s_end = c->T - s < c->chunk ? c->T : s + c->chunk;
         if (project && c->pipe) {  /* its XP from the pipeline (XP: every row) */
@@ -916,9 +916,13 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     const int nrows = fl_test_units() ? 1 : fl_row_threads(a->num_threads, T, B, H, GH);
     if (nrows > 1)
         return FL_NAME(forward_rows)(a, cell, isa, nrows);
-    /* a large batch with much work: the whole projection first, then the
-     * steps split by units (fl_pre_projection) */
-    const int pre = !own && fl_pre_projection(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
+    /* a large batch with much work: each thread projects the whole input
+     * for its units first, then the steps split by units (fl_pre_projection;
+     * a training forward where its backward will run so, fl_post_products:
+     * at less work, the per-step products on the BLAS ran faster in forward
+     * and backward together) */
+    const int pre = !own && (training ? fl_post_products : fl_pre_projection)(
+                                 a->num_threads, T, B, I, H, GH, a->lengths != NULL);
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own || pre);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     FL_NAME(fwd_ctx) c;
@@ -956,7 +960,8 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         chunk = (FL_PIPE_CHUNK_ROWS + B - 1) / B;
         chunk = chunk < T ? chunk : T;
     } else if (pre) {
-        /* one chunk: XP holds every row, projected before the steps */
+        /* one chunk: XP holds every row, each thread's columns projected
+         * before its steps */
     } else if ((nthreads > 1 || (!training && own)) &&
         !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
@@ -981,7 +986,7 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     size_t s_ih = FL_UP((size_t)G * FL_NAME(fl_panel_size)(isa, I, maxnu));
     /* XP on the panel kernel, from w_ih slices packed per thread: with
      * threads (each projects its own columns) or chunks */
-    const int own_proj = !pre && (nthreads > 1 || chunk < T || pipe);
+    const int own_proj = nthreads > 1 || chunk < T || pipe;
     size_t n_ih = own_proj ? (size_t)nthreads * s_ih : 0;
     /* ragged: x's valid rows, gathered up front for one projection, or per
      * thread chunk by chunk (the chunk's rows stay in cache for its product) */
@@ -1077,10 +1082,6 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
     c.nthreads = nthreads;
     if (nthreads > 1)
         fl_barrier_init(&c.bar, nthreads);
-    if (pre) {  /* the whole projection, by the BLAS (and its threads) */
-        FL_NAME(fl_gemm)(blas, isa, 0, 1, (int)N, GH, I, 1, x, I, w_ih, I, 0, c.xp, GH);
-        c.preprojected = 1;
-    }
     c.pipe = pipe;
     if (pipe) {
         c.nchunks = (T + chunk - 1) / chunk;
@@ -1443,10 +1444,9 @@ static int FL_NAME(backward)(const fl_backward_args *a, const fl_blas *blas)
         return FL_ERR_ARG;
 
     const int own = fl_own_products(blas, isa);
-    /* where the forward projected first (fl_pre_projection), the time loop
-     * runs on fastlstm's threads and the whole-sequence products on the
-     * BLAS after it (`post`) */
-    const int post = !own && fl_pre_projection(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
+    /* in a large call (fl_post_products), the time loop runs on fastlstm's
+     * threads and the whole-sequence products on the BLAS after it (`post`) */
+    const int post = !own && fl_post_products(a->num_threads, T, B, I, H, GH, a->lengths != NULL);
     int nthreads = fl_threads_for(a->num_threads, T, B, H, GH, own || post);
     const int pack = nthreads > 1 || ((B <= FL_PACK_MAX_B || own) && T > 1);
     /* the loop split by rows (bwd_rows) where the forward's would be */

@@ -176,11 +176,12 @@ def isa():
 
 
 def pre_projection(int requested, int T, int B, int n_in, int H, int GH):
-    """Whether a dense forward of these sizes projects its whole input first
-    and splits its steps by units, and its backward runs its loop on
-    fastlstm's threads and its whole-sequence products on the BLAS after it
-    (tests use this to know which path runs; FASTLSTM_TEST_PRE=1 lowers the
-    work it takes)."""
+    """Whether a dense inference of these sizes has each thread project the
+    whole input for its units first and then splits its steps by units
+    (a training forward and a backward take that path, the backward's
+    whole-sequence products on the BLAS after its loop, from more work;
+    tests use this to know which path runs; FASTLSTM_TEST_PRE=1 sends both
+    there at any size)."""
     return bool(fl_pre_projection(requested, T, B, n_in, H, GH, 0))
 
 

@@ -35,16 +35,17 @@ def set_num_threads(n):
     that read them), and both run every step of them alone, with no
     barrier per step. Smaller batches and larger weights split the hidden
     units (batches above 64 only when fastlstm runs every product itself,
-    or with 30G multiply-adds or more in the forward, T * B * G*H * (I + H):
-    the forward after one BLAS call has projected the whole input, the
+    or in large calls: an inference with 4G multiply-adds or more,
+    T * B * G*H * (I + H), each thread first projecting the whole input
+    for its units; a training forward and a backward with 30G or more, the
     backward before its whole-sequence products on the BLAS):
     each thread owns a slice of them for the input projection and
     every time step (one barrier per step; backward steps below about 6M
     multiply-adds stay on one thread while a second one computes the
     products of the rows they have finished). Backward's whole-sequence
     products are shared by the threads. The BLAS is not called (but for
-    those large calls' projection and backward products, before and after
-    the steps), so its pool and fastlstm's do not compete. A forward whose steps are too small
+    those large backwards' products, after the steps), so its pool and
+    fastlstm's do not compete. A forward whose steps are too small
     to split but whose input projection is large (at least 3M
     multiply-adds: long sequences at small batch) runs its steps on one
     thread while a second projects the input ahead of them. The threads

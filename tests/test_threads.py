@@ -329,16 +329,26 @@ def test_threaded_calls_work_in_a_forked_child(threads):
         _assert_same(g, w)
 
 
+def test_large_inference_rule():
+    # Inferences above 64 rows with 4G multiply-adds or more (T * B * G*H *
+    # (I + H)) take the path tested below on 2 threads, not smaller ones, nor one
+    # thread, nor 64 rows
+    assert _core.pre_projection(2, 20, 128, 512, 512, 2048)        # 5.4G
+    assert not _core.pre_projection(2, 5, 128, 512, 512, 2048)     # 1.3G
+    assert not _core.pre_projection(1, 20, 128, 512, 512, 2048)
+    assert not _core.pre_projection(2, 40, 64, 512, 512, 2048)
+
+
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_whole_projection_then_units_split_matches_reference(threads, monkeypatch, n, cell,
                                                              dtype):
-    # Above 64 rows with much work in all, a forward projects the whole input
-    # first (the BLAS) and then splits its steps by units on fastlstm's
-    # threads, and the backward runs its time loop so too, with the
-    # whole-sequence products on the BLAS after it; FASTLSTM_TEST_PRE=1 takes
-    # that path at this size (and FASTLSTM_TEST_UNITS=1 keeps the batch from
+    # Above 64 rows with much work in all, a forward has each thread project
+    # the whole input for its units first and then splits its steps by units
+    # on fastlstm's threads, and the backward runs its time loop so too, with
+    # the whole-sequence products on the BLAS after it; FASTLSTM_TEST_PRE=1
+    # takes that path at this size (and FASTLSTM_TEST_UNITS=1 keeps the batch from
     # splitting its rows). The leader going on alone at any step gives the
     # same results.
     threads(n)
