@@ -160,6 +160,12 @@ static inline int fl_panel_bytes(int isa)
 #ifndef FL_POST_MIN_WORK
 #define FL_POST_MIN_WORK 3e10
 #endif
+/* ... where an inference projects at most this many bytes of XP at a time
+ * (each thread its columns of a chunk of steps, just before them), so that
+ * a long sequence's scratch stays bounded */
+#ifndef FL_PRE_CHUNK_BYTES
+#define FL_PRE_CHUNK_BYTES 67108864.0
+#endif
 
 /* A spinning barrier of n threads. `word` holds the arrivals of the current
  * phase (low 32 bits, with FL_SOLO_BIT) and the phase (high 32 bits). */
@@ -240,6 +246,10 @@ int fl_threads_for(int requested, int T, int B, int H, int GH, int any_b);
  * the BLAS had run 30% slower than with chunks projected on fastlstm's
  * threads. */
 int fl_pre_projection(int requested, int T, int B, int n_in, int H, int GH, int ragged);
+/* FASTLSTM_TEST_PRE=2: as 1, and such an inference projects one step at a
+ * time (FL_PRE_CHUNK_BYTES), so that tests reach that path at small sizes.
+ * Reads only; no state is kept. */
+int fl_test_pre_chunks(void);
 /* 1 when a backward of that shape runs its time loop on fastlstm's threads,
  * split by units, and then its whole-sequence products on the BLAS, rather
  * than every step's product on the BLAS: as fl_pre_projection, with

@@ -160,7 +160,13 @@ int fl_pipe_projection(int requested, int T, int B, int n_in, int H, int GH, int
 static int fl_test_pre(void)
 {
     const char *env = getenv("FASTLSTM_TEST_PRE");
-    return env && strcmp(env, "1") == 0;
+    return env && (strcmp(env, "1") == 0 || strcmp(env, "2") == 0);
+}
+
+int fl_test_pre_chunks(void)
+{
+    const char *env = getenv("FASTLSTM_TEST_PRE");
+    return env && strcmp(env, "2") == 0;
 }
 
 static int fl_large_call(int requested, int T, int B, int n_in, int H, int GH, int ragged,

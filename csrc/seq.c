@@ -960,8 +960,12 @@ static int FL_NAME(forward)(const fl_forward_args *a, const fl_blas *blas)
         chunk = (FL_PIPE_CHUNK_ROWS + B - 1) / B;
         chunk = chunk < T ? chunk : T;
     } else if (pre) {
-        /* one chunk: XP holds every row, each thread's columns projected
-         * before its steps */
+        /* XP holds every row, each thread's columns projected before its
+         * steps; at inference, at most FL_PRE_CHUNK_BYTES of XP at a time */
+        const double want = fl_test_pre_chunks()
+                                ? 1 : FL_PRE_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));
+        if (!training && want < (double)T)
+            chunk = want < 1 ? 1 : (int)want;
     } else if ((nthreads > 1 || (!training && own)) &&
         !(packed && a->reverse) && B > 0) {
         double want = (double)FL_CHUNK_BYTES / ((double)B * GH * sizeof(FL_REAL));

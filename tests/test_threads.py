@@ -370,6 +370,12 @@ def test_whole_projection_then_units_split_matches_reference(threads, monkeypatc
         got = forward(**f, training=False)
         for a, b in zip(got[:-1], want[:-1]):
             np.testing.assert_allclose(a, b, **tol)
+        # a long inference projects a chunk of steps at a time (=2: one step)
+        monkeypatch.setenv("FASTLSTM_TEST_PRE", "2")
+        chunked = forward(**f, training=False)
+        monkeypatch.setenv("FASTLSTM_TEST_PRE", "1")
+        for a, b in zip(chunked[:-1], got[:-1]):
+            np.testing.assert_array_equal(a, b)
         for step in (0, 1, T - 1):
             monkeypatch.setenv("FASTLSTM_TEST_SOLO", str(step))
             alone = forward(**f, training=False)
