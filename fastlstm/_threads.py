@@ -37,7 +37,7 @@ def set_num_threads(n):
     units (batches above 64 only when fastlstm runs every product itself,
     or in large calls: an inference with 4G multiply-adds or more,
     T * B * G*H * (I + H), each thread first projecting the whole input
-    for its units; a training forward and a backward with 30G or more, the
+    for its units, at most 64 MiB of gates at a time; a training forward and a backward with 30G or more, the
     backward before its whole-sequence products on the BLAS):
     each thread owns a slice of them for the input projection and
     every time step (one barrier per step; backward steps below about 6M
